@@ -1,0 +1,78 @@
+"""Reading settings from the environment, failing with one readable line when one is wrong."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+
+class ConfigError(ImproperlyConfigured):
+    """A missing or malformed setting; the message names it and never echoes a secret."""
+
+
+POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "psql"}
+
+
+def database_from_url(url: str, *, pool: bool, pool_max: int) -> dict:
+    """Parse DATABASE_URL, accepting PostgreSQL only (the project's single source of truth)."""
+    parts = urlsplit(url)
+    if parts.scheme not in POSTGRES_SCHEMES:
+        shown = parts.scheme or "none"
+        raise ConfigError(
+            f"DATABASE_URL must be a PostgreSQL URL like postgres://user@host:5432/dbname "
+            f"(scheme given: {shown})"
+        )
+    if not parts.path.strip("/"):
+        raise ConfigError("DATABASE_URL names no database (postgres://user@host:5432/dbname)")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        config = environ.Env.db_url_config(url)
+    except (ValueError, ImproperlyConfigured) as exc:
+        raise ConfigError(f"DATABASE_URL is malformed: {exc.__class__.__name__}") from None
+    config["ENGINE"] = "django.db.backends.postgresql"
+    return with_connection_options(config, pool=pool, pool_max=pool_max)
+
+
+def with_connection_options(config: dict, *, pool: bool, pool_max: int) -> dict:
+    """psycopg 3 pool when asked for (Django 5.1+), else persistent connections."""
+    options = config.setdefault("OPTIONS", {})
+    if pool:
+        options["pool"] = {"min_size": 1, "max_size": pool_max, "timeout": 10}
+        config["CONN_MAX_AGE"] = 0
+    else:
+        config["CONN_MAX_AGE"] = 60
+        config["CONN_HEALTH_CHECKS"] = True
+    config.setdefault("TEST", {})
+    return config
+
+
+def cache_from_url(env: environ.Env, url: str) -> dict:
+    try:
+        config = env.cache_url_config(url)
+    except (ValueError, ImproperlyConfigured, KeyError) as exc:
+        raise ConfigError(f"CACHE_URL is malformed: {exc}") from None
+    return config
+
+
+def env_bool(env: environ.Env, name: str, default: bool) -> bool:
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be one of 1/0, true/false, yes/no, on/off (got {raw!r})")
+
+
+def env_int(env: environ.Env, name: str, default: int) -> int:
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None

@@ -1,0 +1,175 @@
+"""An embedded PostgreSQL for machines with no database server (used when DATABASE_URL is unset).
+
+It runs the PostgreSQL binaries that the `pgserver` package ships, on a data folder inside the
+project, listening on a Unix socket in that folder only (no TCP port to collide with). Unlike
+pgserver's own launcher it never adds system users or widens permissions on parent folders: run
+as root, it runs the server as the existing `postgres` (or `nobody`) system user and stops with a
+clear message when that user cannot reach the folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fivedocks.config import ConfigError
+
+DATABASE_NAME = "fivedocks"
+SOCKET_PORT = 5432
+
+
+@dataclass(frozen=True)
+class EmbeddedDatabase:
+    data_dir: Path
+    socket_dir: Path
+
+    def settings(self, name: str = DATABASE_NAME) -> dict:
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": "postgres",
+            "PASSWORD": "",
+            "HOST": str(self.socket_dir),
+            "PORT": str(SOCKET_PORT),
+        }
+
+
+def bin_dir() -> Path:
+    try:
+        import pgserver._commands as commands
+    except ImportError:  # pragma: no cover - pgserver is in requirements.txt
+        raise ConfigError("DATABASE_URL is unset and the pgserver package is not installed") from None
+    return Path(commands.POSTGRES_BIN_PATH)
+
+
+def _server_user() -> str | None:
+    """The system user to run PostgreSQL as: PostgreSQL refuses to run as root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise ConfigError("embedded PostgreSQL: running as root and no 'postgres' system user exists")
+
+
+def _check_reachable(path: Path, user: str) -> None:
+    """Every parent folder must be traversable by `user`; we report rather than chmod."""
+    entry = pwd.getpwnam(user)
+    for parent in [path, *path.parents]:
+        st = parent.stat()
+        if st.st_uid == entry.pw_uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid == entry.pw_gid:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            raise ConfigError(
+                f"embedded PostgreSQL: user {user!r} cannot reach {parent}; set EMBEDDED_PGDATA "
+                "to a folder it can reach, or set DATABASE_URL"
+            )
+
+
+def _run(args: list[str], user: str | None, *, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(args, user=user, capture_output=True, text=True, check=check, timeout=60)
+
+
+def ensure_running(data_dir: Path) -> EmbeddedDatabase:
+    """Initialise (first time) and start the server if it is not running; idempotent and locked."""
+    data_dir = data_dir.resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    user = _server_user()
+    binaries = bin_dir()
+    lock_path = data_dir.parent / f".{data_dir.name}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (data_dir / "PG_VERSION").exists():
+            data_dir.mkdir(mode=0o700, exist_ok=True)
+            if user:
+                _check_reachable(data_dir.parent, user)
+                _check_reachable(binaries, user)
+                entry = pwd.getpwnam(user)
+                os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+            sys.stderr.write(
+                f"fivedocks: DATABASE_URL is unset: creating an embedded PostgreSQL in {data_dir}"
+                f"{f' (run as system user {user!r})' if user else ''}\n"
+            )
+            result = _run(
+                [
+                    str(binaries / "initdb"),
+                    "-D",
+                    str(data_dir),
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "-U",
+                    "postgres",
+                ],
+                user,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise ConfigError(f"embedded PostgreSQL: initdb failed: {result.stderr.strip()[:300]}")
+            with open(data_dir / "postgresql.conf", "a") as conf:
+                conf.write(
+                    "\n# fivedocks embedded settings\nlisten_addresses = ''\n"
+                    f"unix_socket_directories = '{data_dir}'\nport = {SOCKET_PORT}\n"
+                    "max_connections = 100\n"
+                )
+        status = _run([str(binaries / "pg_ctl"), "-D", str(data_dir), "status"], user, check=False)
+        if status.returncode != 0:
+            sys.stderr.write(f"fivedocks: starting the embedded PostgreSQL in {data_dir}\n")
+            result = _run(
+                [
+                    str(binaries / "pg_ctl"),
+                    "-D",
+                    str(data_dir),
+                    "-w",
+                    "-t",
+                    "30",
+                    "-l",
+                    str(data_dir / "server.log"),
+                    "start",
+                ],
+                user,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise ConfigError(f"embedded PostgreSQL did not start; see {data_dir / 'server.log'}")
+        database = EmbeddedDatabase(data_dir=data_dir, socket_dir=data_dir)
+        _ensure_database(database)
+        return database
+
+
+def _ensure_database(database: EmbeddedDatabase) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host=str(database.socket_dir),
+        port=SOCKET_PORT,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def stop(data_dir: Path) -> bool:
+    data_dir = data_dir.resolve()
+    if not (data_dir / "PG_VERSION").exists():
+        return False
+    result = _run(
+        [str(bin_dir() / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "stop"],
+        _server_user(),
+        check=False,
+    )
+    return result.returncode == 0

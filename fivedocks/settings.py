@@ -1,0 +1,219 @@
+"""fivedocks settings, read from the environment (see .env.example for every variable)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+
+from fivedocks.config import (
+    ConfigError,
+    cache_from_url,
+    database_from_url,
+    env_bool,
+    env_int,
+    with_connection_options,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+ENV_FILE = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
+if ENV_FILE.is_file():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
+
+TESTING = bool(os.environ.get("PYTEST_VERSION"))
+DEBUG = env_bool(env, "DEBUG", False)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ConfigError("SECRET_KEY is required when DEBUG is off (see .env.example)")
+    SECRET_KEY = "insecure-dev-only-key-never-use-in-production-0123456789abcdef"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "cachalot",
+    "accounts",
+    "credits",
+    "billing",
+    "gmail",
+    "notifications",
+    "kvmigrate",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "fivedocks.urls"
+WSGI_APPLICATION = "fivedocks.wsgi.application"
+ASGI_APPLICATION = "fivedocks.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL only -------------------------------------------------------------
+DB_POOL = env_bool(env, "DB_POOL", True)
+DB_POOL_MAX = env_int(env, "DB_POOL_MAX", 20)
+_database_url = env.str("DATABASE_URL", default="")
+if _database_url:
+    DATABASES = {"default": database_from_url(_database_url, pool=DB_POOL, pool_max=DB_POOL_MAX)}
+else:
+    from fivedocks import embedded_db
+
+    _embedded = embedded_db.ensure_running(
+        Path(env.str("EMBEDDED_PGDATA", default=str(BASE_DIR / ".pgdata")))
+    )
+    DATABASES = {"default": with_connection_options(_embedded.settings(), pool=DB_POOL, pool_max=DB_POOL_MAX)}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+# --- Cache: local memory unless CACHE_URL says otherwise -------------------------------------
+CACHES = {"default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))}
+CACHALOT_ENABLED = env_bool(env, "CACHALOT_ENABLED", True)
+CACHALOT_TIMEOUT = env_int(env, "CACHALOT_TIMEOUT", 300)
+# Cachalot caches only the read-mostly tables; balances have their own per-user entries.
+CACHALOT_ONLY_CACHABLE_TABLES = frozenset({"users", "subscriptions", "user_notifications"})
+CREDITS_BALANCE_CACHE_TTL = env_int(env, "CREDITS_BALANCE_CACHE_TTL", 60)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- API --------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an anonymous caller gets 401 with `WWW-Authenticate: Token`.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "fivedocks.api.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "fivedocks.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "fivedocks API",
+    "DESCRIPTION": "Credits, subscriptions, Gmail connections and notification flags.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Credits: the platform's operation costs and allowances (../shared/kv-format.md) --------
+CREDIT_OPERATION_COSTS = {
+    "company_search": 10,
+    "contact_discovery": 60,
+    "email_search": 160,
+    "full_search": 250,
+    "company_and_contacts": 70,
+    "company_contacts_emails": 240,
+    "individual_email": 20,
+    "individual_search": 100,
+    "search_extension": 110,
+}
+FREE_TIER_MONTHLY_CREDITS = 250
+BILLING_PLANS = {
+    "ugly-duckling": {
+        "name": "Ugly Duckling",
+        "monthly_credits": 5000,
+        "stripe_price": env.str("STRIPE_PRICE_UGLY_DUCKLING", default="price_ugly_duckling"),
+    },
+    "duckin-awesome": {
+        "name": "Duckin' Awesome",
+        "monthly_credits": 15000,
+        "stripe_price": env.str("STRIPE_PRICE_DUCKIN_AWESOME", default="price_duckin_awesome"),
+    },
+}
+
+# --- Stripe -------------------------------------------------------------------------------
+STRIPE_SECRET_KEY = env.str(
+    "STRIPE_SECRET_KEY", default="sk_test_dev_placeholder" if (DEBUG or TESTING) else ""
+)
+STRIPE_WEBHOOK_SECRET = env.str(
+    "STRIPE_WEBHOOK_SECRET", default="whsec_dev_placeholder" if (DEBUG or TESTING) else ""
+)
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # empty: Stripe's own servers
+BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="http://127.0.0.1:8000/billing/success")
+BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="http://127.0.0.1:8000/billing/cancel")
+
+# --- Google / Gmail ------------------------------------------------------------------------
+GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="dev-client-id.apps.googleusercontent.com")
+GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET", default="dev-client-secret")
+GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="http://127.0.0.1:8000/api/gmail/callback/")
+GOOGLE_AUTH_URI = env.str("GOOGLE_AUTH_URI", default="https://accounts.google.com/o/oauth2/auth")
+GOOGLE_TOKEN_URI = env.str("GOOGLE_TOKEN_URI", default="https://oauth2.googleapis.com/token")
+GOOGLE_REVOKE_URI = env.str("GOOGLE_REVOKE_URI", default="https://oauth2.googleapis.com/revoke")
+GMAIL_SCOPES = [
+    "https://www.googleapis.com/auth/gmail.modify",
+    "https://www.googleapis.com/auth/userinfo.email",
+    "https://www.googleapis.com/auth/userinfo.profile",
+]
+# Comma-separated Fernet keys, newest first (MultiFernet: decrypt with any, encrypt with the first).
+TOKEN_ENCRYPTION_KEYS = env.list("TOKEN_ENCRYPTION_KEYS", default=[])
+if not TOKEN_ENCRYPTION_KEYS and not (DEBUG or TESTING):
+    raise ConfigError("TOKEN_ENCRYPTION_KEYS is required when DEBUG is off (see .env.example)")
+
+# --- KV store (legacy Replit Database) -------------------------------------------------------
+REPLIT_DB_URL = env.str("REPLIT_DB_URL", default="")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

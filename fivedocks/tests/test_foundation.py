@@ -1,0 +1,85 @@
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+from fivedocks.config import ConfigError, database_from_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.django_db
+def test_healthz_ok():
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": True, "cache": True}
+
+
+@pytest.mark.django_db
+def test_healthz_503_when_cache_is_down(settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    from django.core.cache import caches
+
+    caches._settings = None
+    with contextlib.suppress(AttributeError):
+        del caches._connections.default
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["cache"] is False
+
+
+@pytest.mark.django_db
+def test_schema_is_served(user_client):
+    response = user_client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    assert "/api/me/" in response.json()["paths"]
+
+
+@pytest.mark.parametrize("url", ["nonsense", "mysql://u@h/db", "postgres://u@h:notaport/db", "postgres://h"])
+def test_bad_database_url_is_a_config_error(url):
+    with pytest.raises(ConfigError) as info:
+        database_from_url(url, pool=False, pool_max=1)
+    assert "DATABASE_URL" in str(info.value)
+
+
+def test_manage_py_reports_bad_database_url_in_one_line():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "ENV_FILE": "/nonexistent", "DATABASE_URL": "nonsense", "DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("fivedocks: configuration error: DATABASE_URL")
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_secret_key_in_production_is_one_line():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "ENV_FILE": "/nonexistent",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "fivedocks: configuration error: SECRET_KEY is required when DEBUG is off (see .env.example)"
+    )
