@@ -1,0 +1,46 @@
+"""The per-user balance cache entry.
+
+One entry per user (never a table-wide invalidation), replaced with the committed values by
+`transaction.on_commit`, so one user's deduction never evicts another user's balance and the
+next read in the same process sees the new balance. The entry carries the id of the ledger row
+it reflects: a slower commit callback never overwrites a newer entry. A TTL bounds staleness in
+other processes when the cache is per-process local memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+
+
+@dataclass(frozen=True)
+class BalanceSnapshot:
+    balance: int
+    total_purchased: int
+    total_used: int
+    is_blocked: bool
+    last_updated: datetime | None
+    version: int = 0  # id of the ledger row a write reflects; 0 when read from the database
+
+
+def key_for(user_id: int) -> str:
+    return f"credits:balance:{user_id}"
+
+
+def read(user_id: int) -> BalanceSnapshot | None:
+    raw = cache.get(key_for(user_id))
+    return BalanceSnapshot(**raw) if raw is not None else None
+
+
+def store(user_id: int, snapshot: BalanceSnapshot) -> None:
+    current = cache.get(key_for(user_id))
+    if current is not None and current.get("version", 0) > snapshot.version:
+        return
+    cache.set(key_for(user_id), asdict(snapshot), settings.CREDITS_BALANCE_CACHE_TTL)
+
+
+def forget(user_id: int) -> None:
+    cache.delete(key_for(user_id))

@@ -1,0 +1,97 @@
+"""Credit accounts and their append-only ledger."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class CreditAccount(models.Model):
+    """One row per user. `balance` changes only with a ledger row in the same transaction."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="credit_account",
+    )
+    balance = models.BigIntegerField(default=0)
+    total_purchased = models.BigIntegerField(default=0)
+    total_used = models.BigIntegerField(default=0)
+    # What a migration carried over: credits_reconcile checks totals against opening + ledger.
+    opening_total_purchased = models.BigIntegerField(default=0)
+    opening_total_used = models.BigIntegerField(default=0)
+    # The legacy platform blocked an account whose balance went negative.
+    is_blocked = models.BooleanField(default=False)
+    monthly_allowance = models.IntegerField(null=True, blank=True)
+    last_top_up = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    last_updated = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "user_credits"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(balance__gte=0) | Q(is_blocked=True),
+                name="user_credits_negative_only_when_blocked",
+            ),
+            models.CheckConstraint(condition=Q(total_used__gte=0), name="user_credits_total_used_gte_0"),
+        ]
+        indexes = [models.Index(fields=["balance"], name="user_credits_balance_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.balance}"
+
+
+class CreditTransaction(models.Model):
+    """A ledger row. Append-only: never updated or deleted by the application."""
+
+    class Type(models.TextChoices):
+        PURCHASE = "purchase"
+        DEDUCTION = "deduction"
+        REFUND = "refund"
+        BONUS = "bonus"
+        ALLOWANCE = "allowance"
+        ADJUSTMENT = "adjustment"
+        MIGRATION = "migration"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_transactions"
+    )
+    # Signed: positive adds credits, negative removes them.
+    amount = models.BigIntegerField()
+    type = models.CharField(max_length=16, choices=Type.choices)
+    reason = models.TextField(blank=True, default="")
+    balance_after = models.BigIntegerField()
+    metadata = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "credit_transactions"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="credit_transactions_user_idempotency_key_uniq",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="credit_tx_user_created_idx"),
+            models.Index(fields=["type"], name="credit_tx_type_idx"),
+            models.Index(fields=["created_at"], name="credit_tx_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.amount:+d} → {self.balance_after}"

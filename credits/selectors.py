@@ -1,0 +1,50 @@
+"""Reads of balances and the ledger. Balance reads come from the per-user cache entry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from credits import cache as balance_cache
+from credits.models import CreditAccount, CreditTransaction
+
+
+def get_balance(*, user_id: int) -> balance_cache.BalanceSnapshot:
+    """Balance and totals; a user with no account reads as zero (created on first write)."""
+    cached = balance_cache.read(user_id)
+    if cached is not None:
+        return cached
+    snapshot = balance_from_database(user_id=user_id)
+    balance_cache.store(user_id, snapshot)
+    return snapshot
+
+
+def balance_from_database(*, user_id: int) -> balance_cache.BalanceSnapshot:
+    account = (
+        CreditAccount.objects.filter(user_id=user_id)
+        .values("balance", "total_purchased", "total_used", "is_blocked", "last_updated")
+        .first()
+    )
+    if account is None:
+        return balance_cache.BalanceSnapshot(0, 0, 0, False, None)
+    # Version 0: a snapshot read here never replaces one that a committed write stored.
+    return balance_cache.BalanceSnapshot(**account)
+
+
+def transaction_history(
+    *,
+    user_id: int,
+    types: list[str] | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> QuerySet[CreditTransaction]:
+    """Newest first."""
+    qs = CreditTransaction.objects.filter(user_id=user_id)
+    if types:
+        qs = qs.filter(type__in=types)
+    if created_from:
+        qs = qs.filter(created_at__gte=created_from)
+    if created_to:
+        qs = qs.filter(created_at__lt=created_to)
+    return qs.order_by("-created_at", "-id")

@@ -1,0 +1,259 @@
+"""The only code that changes a credit balance.
+
+Every change is one transaction: a conditional `UPDATE ... RETURNING` (the database decides
+whether there are enough credits, so concurrent requests can never spend the same credits) and
+the ledger row carrying the resulting `balance_after`. A replayed idempotency key returns the
+first result and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from credits import cache as balance_cache
+from credits.models import CreditAccount, CreditTransaction
+from fivedocks.errors import Conflict, DomainError
+
+Type = CreditTransaction.Type
+
+
+class InsufficientCredits(DomainError):
+    """Not enough credits for this operation."""
+
+    status_code = 402
+    code = "insufficient_credits"
+
+
+class UnknownOperation(DomainError):
+    """Unknown operation."""
+
+    status_code = 400
+    code = "unknown_operation"
+
+
+class IdempotencyKeyReused(Conflict):
+    """This idempotency key was already used for a different operation."""
+
+    code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class CreditResult:
+    transaction: CreditTransaction
+    replayed: bool
+
+    @property
+    def balance(self) -> int:
+        return self.transaction.balance_after
+
+
+def operation_cost(operation: str) -> int:
+    try:
+        return settings.CREDIT_OPERATION_COSTS[operation]
+    except KeyError:
+        known = ", ".join(sorted(settings.CREDIT_OPERATION_COSTS))
+        raise UnknownOperation(f"Unknown operation {operation!r}; known: {known}.") from None
+
+
+def grant(
+    *,
+    user,
+    amount: int,
+    kind: str = Type.BONUS,
+    reason: str,
+    idempotency_key: str | None = None,
+    metadata: dict | None = None,
+    created_by=None,
+) -> CreditResult:
+    """Add credits (purchase, bonus, allowance). Unblocks an account that returns to >= 0."""
+    if amount <= 0:
+        raise DomainError("A grant must be a positive number of credits.")
+    if kind not in (Type.PURCHASE, Type.BONUS, Type.ALLOWANCE):
+        raise DomainError(f"A grant cannot be of type {kind!r}.")
+    return _apply(
+        user=user,
+        amount=amount,
+        kind=kind,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+        created_by=created_by,
+    )
+
+
+def deduct(
+    *,
+    user,
+    operation: str,
+    idempotency_key: str | None = None,
+    metadata: dict | None = None,
+) -> CreditResult:
+    """Charge an operation's cost from settings.CREDIT_OPERATION_COSTS; never below 0."""
+    cost = operation_cost(operation)
+    return _apply(
+        user=user,
+        amount=-cost,
+        kind=Type.DEDUCTION,
+        reason=operation,
+        idempotency_key=idempotency_key,
+        metadata={"operation": operation, **(metadata or {})},
+    )
+
+
+def refund(
+    *,
+    user,
+    amount: int,
+    reason: str,
+    idempotency_key: str | None = None,
+    metadata: dict | None = None,
+    created_by=None,
+) -> CreditResult:
+    """Give back used credits (lowers total_used)."""
+    if amount <= 0:
+        raise DomainError("A refund must be a positive number of credits.")
+    return _apply(
+        user=user,
+        amount=amount,
+        kind=Type.REFUND,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+        created_by=created_by,
+    )
+
+
+def adjust(
+    *,
+    user,
+    amount: int,
+    reason: str,
+    created_by=None,
+    idempotency_key: str | None = None,
+) -> CreditResult:
+    """A staff correction, either sign; a reason is required and the balance stays >= 0."""
+    if not reason or not reason.strip():
+        raise DomainError("An adjustment needs a reason.", reason=["This field is required."])
+    if amount == 0:
+        raise DomainError("An adjustment of 0 credits changes nothing.")
+    return _apply(
+        user=user,
+        amount=amount,
+        kind=Type.ADJUSTMENT,
+        reason=reason.strip(),
+        idempotency_key=idempotency_key,
+        metadata=None,
+        created_by=created_by,
+    )
+
+
+def ensure_account(*, user_id: int) -> None:
+    """Create the account row if missing; safe under concurrency (ON CONFLICT DO NOTHING)."""
+    now = timezone.now()
+    CreditAccount.objects.bulk_create(
+        [CreditAccount(user_id=user_id, last_updated=now, created_at=now)], ignore_conflicts=True
+    )
+
+
+_TABLE = CreditAccount._meta.db_table
+
+# Totals follow the ledger: purchases raise total_purchased, deductions raise total_used,
+# refunds lower it; bonus, allowance, adjustment and migration rows leave both alone.
+_UPDATE_SQL = f"""
+    UPDATE {_TABLE}
+       SET balance = balance + %(amount)s,
+           total_purchased = total_purchased + %(purchased)s,
+           total_used = total_used + %(used)s,
+           is_blocked = CASE WHEN balance + %(amount)s >= 0 THEN FALSE ELSE is_blocked END,
+           last_updated = %(now)s
+     WHERE user_id = %(user_id)s
+       AND (%(amount)s >= 0 OR balance + %(amount)s >= 0)
+ RETURNING balance, total_purchased, total_used, is_blocked
+"""  # noqa: S608 - the table name is ours, every value is a parameter
+
+
+def _totals_delta(kind: str, amount: int) -> tuple[int, int]:
+    if kind == Type.PURCHASE:
+        return amount, 0
+    if kind == Type.DEDUCTION:
+        return 0, -amount
+    if kind == Type.REFUND:
+        return 0, -amount
+    return 0, 0
+
+
+def _apply(
+    *,
+    user,
+    amount: int,
+    kind: str,
+    reason: str,
+    idempotency_key: str | None,
+    metadata: dict | None,
+    created_by=None,
+) -> CreditResult:
+    user_id = user.pk
+    if idempotency_key:
+        previous = _replay(user_id=user_id, idempotency_key=idempotency_key, kind=kind, amount=amount)
+        if previous is not None:
+            return previous
+    try:
+        with transaction.atomic():
+            ensure_account(user_id=user_id)
+            purchased, used = _totals_delta(kind, amount)
+            now = timezone.now()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _UPDATE_SQL,
+                    {"amount": amount, "purchased": purchased, "used": used, "now": now, "user_id": user_id},
+                )
+                row = cursor.fetchone()
+            if row is None:
+                raise InsufficientCredits(
+                    f"This needs {-amount} credits; the balance is lower.", required=-amount
+                )
+            balance, total_purchased, total_used, is_blocked = row
+            entry = CreditTransaction.objects.create(
+                user_id=user_id,
+                amount=amount,
+                type=kind,
+                reason=reason,
+                balance_after=balance,
+                metadata=metadata or {},
+                idempotency_key=idempotency_key or None,
+                created_by=created_by,
+                created_at=now,
+            )
+            snapshot = balance_cache.BalanceSnapshot(
+                balance=balance,
+                total_purchased=total_purchased,
+                total_used=total_used,
+                is_blocked=is_blocked,
+                last_updated=now,
+                version=entry.pk,
+            )
+            transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer with its result.
+        if idempotency_key:
+            previous = _replay(user_id=user_id, idempotency_key=idempotency_key, kind=kind, amount=amount)
+            if previous is not None:
+                return previous
+        raise
+    return CreditResult(transaction=entry, replayed=False)
+
+
+def _replay(*, user_id: int, idempotency_key: str, kind: str, amount: int) -> CreditResult | None:
+    previous = CreditTransaction.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
+    if previous is None:
+        return None
+    if previous.type != kind or previous.amount != amount:
+        raise IdempotencyKeyReused(
+            f"Idempotency key {idempotency_key!r} was used for a {previous.type} of "
+            f"{previous.amount:+d} credits."
+        )
+    return CreditResult(transaction=previous, replayed=True)
