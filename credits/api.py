@@ -1,0 +1,101 @@
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from credits import selectors, services
+from credits.serializers import (
+    BalanceSerializer,
+    CreditResultSerializer,
+    DeductRequestSerializer,
+    GrantRequestSerializer,
+    TransactionFilterSerializer,
+    TransactionSerializer,
+)
+from fivedocks.errors import NotFound
+
+
+def _result_body(result: services.CreditResult) -> dict:
+    return CreditResultSerializer(
+        {"balance": result.balance, "replayed": result.replayed, "transaction": result.transaction}
+    ).data
+
+
+class BalanceView(APIView):
+    """The caller's balance and totals (served from the per-user cache entry)."""
+
+    @extend_schema(responses=BalanceSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(BalanceSerializer(selectors.get_balance(user_id=request.user.pk)).data)
+
+
+class TransactionListView(generics.ListAPIView):
+    """The caller's own ledger, newest first; filter by type and date range."""
+
+    serializer_class = TransactionSerializer
+
+    @extend_schema(parameters=[TransactionFilterSerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        filters = TransactionFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        return selectors.transaction_history(
+            user_id=self.request.user.pk,
+            types=sorted(data["type"]) if data.get("type") else None,
+            created_from=data.get("created_from"),
+            created_to=data.get("created_to"),
+        )
+
+
+class DeductView(APIView):
+    """Charge an operation's cost. A retry with the same idempotency key returns the first result."""
+
+    @extend_schema(
+        request=DeductRequestSerializer,
+        responses={
+            200: CreditResultSerializer,
+            400: OpenApiResponse(description="Unknown operation or invalid input"),
+            402: OpenApiResponse(description="Not enough credits"),
+            409: OpenApiResponse(description="Idempotency key reused for another operation"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        payload = DeductRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        result = services.deduct(user=request.user, **payload.validated_data)
+        return Response(_result_body(result), status=status.HTTP_200_OK)
+
+
+class GrantView(APIView):
+    """Staff only: add credits to a user's account."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        request=GrantRequestSerializer,
+        responses={201: CreditResultSerializer, 200: CreditResultSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        payload = GrantRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        user = get_user_model().objects.filter(pk=data["user_id"]).first()
+        if user is None:
+            raise NotFound(f"No user with id {data['user_id']}.")
+        result = services.grant(
+            user=user,
+            amount=data["amount"],
+            kind=data["kind"],
+            reason=data["reason"],
+            idempotency_key=data.get("idempotency_key"),
+            metadata={"granted_by": request.user.pk},
+            created_by=request.user,
+        )
+        code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
+        return Response(_result_body(result), status=code)

@@ -1,0 +1,62 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from credits.models import CreditTransaction
+
+
+class BalanceSerializer(serializers.Serializer):
+    balance = serializers.IntegerField()
+    total_purchased = serializers.IntegerField()
+    total_used = serializers.IntegerField()
+    is_blocked = serializers.BooleanField()
+    last_updated = serializers.DateTimeField(allow_null=True)
+
+
+class TransactionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CreditTransaction
+        fields = ("id", "amount", "type", "reason", "balance_after", "metadata", "created_at")
+        read_only_fields = fields
+
+
+class TransactionFilterSerializer(serializers.Serializer):
+    type = serializers.MultipleChoiceField(choices=CreditTransaction.Type.choices, required=False)
+    created_from = serializers.DateTimeField(required=False)
+    created_to = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        start, end = attrs.get("created_from"), attrs.get("created_to")
+        if start and end and start >= end:
+            raise serializers.ValidationError("created_from must be before created_to.")
+        return attrs
+
+
+class DeductRequestSerializer(serializers.Serializer):
+    # Checked by the service: an unknown operation answers 400 with code unknown_operation.
+    operation = serializers.CharField(
+        max_length=64, help_text=f"One of: {', '.join(sorted(settings.CREDIT_OPERATION_COSTS))}"
+    )
+    idempotency_key = serializers.CharField(
+        max_length=255, help_text="Unique per user; a retry with the same key returns the first result."
+    )
+
+
+class CreditResultSerializer(serializers.Serializer):
+    balance = serializers.IntegerField()
+    replayed = serializers.BooleanField()
+    transaction = TransactionSerializer()
+
+
+class GrantRequestSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    amount = serializers.IntegerField(min_value=1)
+    kind = serializers.ChoiceField(
+        choices=[
+            CreditTransaction.Type.PURCHASE,
+            CreditTransaction.Type.BONUS,
+            CreditTransaction.Type.ALLOWANCE,
+        ],
+        default=CreditTransaction.Type.BONUS,
+    )
+    reason = serializers.CharField(max_length=500)
+    idempotency_key = serializers.CharField(max_length=255, required=False)
