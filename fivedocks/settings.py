@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "fivedocks.middleware.ObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -211,9 +212,28 @@ if not TOKEN_ENCRYPTION_KEYS and not (DEBUG or TESTING):
 # --- KV store (legacy Replit Database) -------------------------------------------------------
 REPLIT_DB_URL = env.str("REPLIT_DB_URL", default="")
 
+# --- Observability ------------------------------------------------------------------------
+# /metrics answers staff users, or `Authorization: Bearer $METRICS_TOKEN` for a scraper.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+LOG_FORMAT = env.str("LOG_FORMAT", default="")  # text | json; default: json unless on a terminal
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "request_id": {"()": "fivedocks.logging.RequestIdFilter"},
+        "redact": {"()": "fivedocks.logging.RedactingFilter"},
+    },
+    "formatters": {
+        "text": {"()": "fivedocks.logging.TextFormatter"},
+        "json": {"()": "fivedocks.logging.JsonLinesFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id", "redact"],
+            "formatter": LOG_FORMAT or __import__("fivedocks.logging").logging.formatter_name(),
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
