@@ -65,6 +65,21 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# --- Production security (DEBUG off). Each can be overridden from the environment. ----------
+_PRODUCTION = not (DEBUG or TESTING)
+SECURE_PROXY_SSL_HEADER = (
+    tuple(env.list("SECURE_PROXY_SSL_HEADER")) if env.str("SECURE_PROXY_SSL_HEADER", default="") else None
+)
+SECURE_SSL_REDIRECT = env_bool(env, "SECURE_SSL_REDIRECT", _PRODUCTION)
+SECURE_HSTS_SECONDS = env_int(env, "SECURE_HSTS_SECONDS", 31536000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool(env, "SECURE_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool(env, "SECURE_HSTS_PRELOAD", _PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool(env, "SESSION_COOKIE_SECURE", _PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool(env, "CSRF_COOKIE_SECURE", _PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 ROOT_URLCONF = "fivedocks.urls"
 WSGI_APPLICATION = "fivedocks.wsgi.application"
 ASGI_APPLICATION = "fivedocks.asgi.application"
@@ -103,6 +118,11 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache: local memory unless CACHE_URL says otherwise -------------------------------------
 CACHES = {"default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))}
+# Our counting backends subclass LocMemCache/RedisCache, which cachalot supports; its check
+# compares class paths literally, so it is silenced for exactly those two.
+SILENCED_SYSTEM_CHECKS = (
+    ["cachalot.W001"] if CACHES["default"]["BACKEND"].startswith("fivedocks.cache_backends.") else []
+)
 CACHALOT_ENABLED = env_bool(env, "CACHALOT_ENABLED", True)
 CACHALOT_TIMEOUT = env_int(env, "CACHALOT_TIMEOUT", 300)
 # Cachalot caches only the read-mostly tables; balances have their own per-user entries.
@@ -146,6 +166,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fivedocks.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After).
+    "DEFAULT_THROTTLE_RATES": {
+        "credits-deduct": env.str("THROTTLE_DEDUCT", default="600/min"),
+        "stripe-webhook": env.str("THROTTLE_WEBHOOK", default="1200/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "fivedocks API",
