@@ -224,6 +224,10 @@ GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="http://127.0.0.1:8
 GOOGLE_AUTH_URI = env.str("GOOGLE_AUTH_URI", default="https://accounts.google.com/o/oauth2/auth")
 GOOGLE_TOKEN_URI = env.str("GOOGLE_TOKEN_URI", default="https://oauth2.googleapis.com/token")
 GOOGLE_REVOKE_URI = env.str("GOOGLE_REVOKE_URI", default="https://oauth2.googleapis.com/revoke")
+# Asked for the Gmail address only when the token answer carries no id_token; empty: never asked.
+GOOGLE_USERINFO_URI = env.str(
+    "GOOGLE_USERINFO_URI", default="https://openidconnect.googleapis.com/v1/userinfo"
+)
 GMAIL_SCOPES = [
     "https://www.googleapis.com/auth/gmail.modify",
     "https://www.googleapis.com/auth/userinfo.email",
