@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "gmail",
     "notifications",
     "kvmigrate",
+    "cutover",
 ]
 
 MIDDLEWARE = [
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "cutover.middleware.WriteFreezeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -237,6 +239,11 @@ GMAIL_SCOPES = [
 TOKEN_ENCRYPTION_KEYS = env.list("TOKEN_ENCRYPTION_KEYS", default=[])
 if not TOKEN_ENCRYPTION_KEYS and not (DEBUG or TESTING):
     raise ConfigError("TOKEN_ENCRYPTION_KEYS is required when DEBUG is off (see .env.example)")
+
+# --- Cutover ------------------------------------------------------------------------------
+# Domains whose API writes answer 503 (also switchable per domain in the admin).
+WRITES_FROZEN = env.list("WRITES_FROZEN", default=[])
+WRITES_FROZEN_RETRY_AFTER = env_int(env, "WRITES_FROZEN_RETRY_AFTER", 30)
 
 # --- KV store (legacy Replit Database) -------------------------------------------------------
 REPLIT_DB_URL = env.str("REPLIT_DB_URL", default="")
