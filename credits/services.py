@@ -17,6 +17,7 @@ from django.utils import timezone
 from credits import cache as balance_cache
 from credits.models import CreditAccount, CreditTransaction
 from fivedocks.errors import Conflict, DomainError
+from fivedocks.metrics import CREDIT_OPERATIONS
 
 Type = CreditTransaction.Type
 
@@ -186,7 +187,22 @@ def _totals_delta(kind: str, amount: int) -> tuple[int, int]:
     return 0, 0
 
 
-def _apply(
+def _apply(**kwargs) -> CreditResult:
+    """Count every operation by type and result for /metrics."""
+    kind = kwargs["kind"]
+    try:
+        result = _apply_once(**kwargs)
+    except InsufficientCredits:
+        CREDIT_OPERATIONS.labels(kind, "insufficient").inc()
+        raise
+    except Exception:
+        CREDIT_OPERATIONS.labels(kind, "error").inc()
+        raise
+    CREDIT_OPERATIONS.labels(kind, "replayed" if result.replayed else "ok").inc()
+    return result
+
+
+def _apply_once(
     *,
     user,
     amount: int,

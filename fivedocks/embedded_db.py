@@ -14,6 +14,7 @@ import os
 import pwd
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,9 @@ class EmbeddedDatabase:
 
 def bin_dir() -> Path:
     try:
-        import pgserver._commands as commands
+        with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR; we don't use it
+            warnings.simplefilter("ignore")
+            import pgserver._commands as commands
     except ImportError:  # pragma: no cover - pgserver is in requirements.txt
         raise ConfigError("DATABASE_URL is unset and the pgserver package is not installed") from None
     return Path(commands.POSTGRES_BIN_PATH)
