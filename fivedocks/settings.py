@@ -218,6 +218,9 @@ STRIPE_WEBHOOK_SECRET = env.str(
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # empty: Stripe's own servers
 BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="http://127.0.0.1:8000/billing/success")
 BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="http://127.0.0.1:8000/billing/cancel")
+BILLING_PORTAL_RETURN_URL = env.str("BILLING_PORTAL_RETURN_URL", default="http://127.0.0.1:8000/billing")
+# Retries of idempotent Stripe calls on connection errors and retryable answers (the SDK's own logic).
+STRIPE_MAX_NETWORK_RETRIES = env_int(env, "STRIPE_MAX_NETWORK_RETRIES", 2)
 
 # --- Google / Gmail ------------------------------------------------------------------------
 GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="dev-client-id.apps.googleusercontent.com")
