@@ -19,6 +19,7 @@ from credits import cache as balance_cache
 from credits.models import CreditAccount, CreditTransaction
 from fivedocks.errors import Conflict, DomainError
 from fivedocks.metrics import CREDIT_OPERATIONS
+from fivedocks.signals import user_data_changed
 
 Type = CreditTransaction.Type
 
@@ -254,6 +255,7 @@ def _apply_once(
                 version=entry.pk,
             )
             transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
+            user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
     except IntegrityError:
         # A concurrent request with the same key committed first: answer with its result.
         if idempotency_key:
