@@ -4,6 +4,7 @@ from rest_framework import generics, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from credits import selectors, services
@@ -55,6 +56,9 @@ class TransactionListView(generics.ListAPIView):
 
 class DeductView(APIView):
     """Charge an operation's cost. A retry with the same idempotency key returns the first result."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "credits-deduct"
 
     @extend_schema(
         request=DeductRequestSerializer,

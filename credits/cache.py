@@ -15,6 +15,11 @@ from datetime import datetime
 from django.conf import settings
 from django.core.cache import cache
 
+from fivedocks.metrics import CACHE_REQUESTS
+
+_HIT = CACHE_REQUESTS.labels("default", "balance", "hit")
+_MISS = CACHE_REQUESTS.labels("default", "balance", "miss")
+
 
 @dataclass(frozen=True)
 class BalanceSnapshot:
@@ -32,7 +37,11 @@ def key_for(user_id: int) -> str:
 
 def read(user_id: int) -> BalanceSnapshot | None:
     raw = cache.get(key_for(user_id))
-    return BalanceSnapshot(**raw) if raw is not None else None
+    if raw is None:
+        _MISS.inc()
+        return None
+    _HIT.inc()
+    return BalanceSnapshot(**raw)
 
 
 def store(user_id: int, snapshot: BalanceSnapshot) -> None:

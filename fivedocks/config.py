@@ -53,6 +53,9 @@ def cache_from_url(env: environ.Env, url: str) -> dict:
         config = env.cache_url_config(url)
     except (ValueError, ImproperlyConfigured, KeyError) as exc:
         raise ConfigError(f"CACHE_URL is malformed: {exc}") from None
+    from fivedocks.cache_backends import INSTRUMENTED  # counts hits and misses for /metrics
+
+    config["BACKEND"] = INSTRUMENTED.get(config["BACKEND"], config["BACKEND"])
     return config
 
 

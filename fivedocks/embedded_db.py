@@ -1,7 +1,9 @@
 """An embedded PostgreSQL for machines with no database server (used when DATABASE_URL is unset).
 
-It runs the PostgreSQL binaries that the `pgserver` package ships, on a data folder inside the
-project, listening on a Unix socket in that folder only (no TCP port to collide with). Unlike
+It runs the machine's own PostgreSQL binaries when installed (Debian's /usr/lib/postgresql/*,
+which ship pg_stat_statements), else the ones the `pgserver` package bundles, on a data folder
+inside the project, listening on a Unix socket in that folder only (no TCP port to collide with).
+An existing data folder is always started by binaries of its own major version. Unlike
 pgserver's own launcher it never adds system users or widens permissions on parent folders: run
 as root, it runs the server as the existing `postgres` (or `nobody`) system user and stops with a
 clear message when that user cannot reach the folder.
@@ -40,7 +42,41 @@ class EmbeddedDatabase:
         }
 
 
-def bin_dir() -> Path:
+def _major_version(binaries: Path) -> str:
+    out = subprocess.run(
+        [str(binaries / "postgres"), "--version"], capture_output=True, text=True, timeout=30
+    )
+    return out.stdout.split()[-1].split(".")[0] if out.returncode == 0 else ""
+
+
+def installations() -> list[Path]:
+    """Bin folders able to run a server, the machine's own first (newest first), pgserver's last."""
+    system = sorted(
+        (p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    return [*system, pgserver_bin_dir()]
+
+
+def choose_binaries(data_dir: Path) -> Path:
+    existing = data_dir / "PG_VERSION"
+    candidates = installations()
+    if not existing.exists():
+        return candidates[0]
+    wanted = existing.read_text().strip()
+    for binaries in candidates:
+        if _major_version(binaries) == wanted:
+            return binaries
+    raise ConfigError(f"embedded PostgreSQL: {data_dir} needs PostgreSQL {wanted} binaries, none found")
+
+
+def has_pg_stat_statements(binaries: Path) -> bool:
+    lib = binaries.parent / "lib"
+    return (lib / "pg_stat_statements.so").exists() or (lib / "postgresql" / "pg_stat_statements.so").exists()
+
+
+def pgserver_bin_dir() -> Path:
     try:
         with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR; we don't use it
             warnings.simplefilter("ignore")
@@ -90,7 +126,7 @@ def ensure_running(data_dir: Path) -> EmbeddedDatabase:
     data_dir = data_dir.resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     user = _server_user()
-    binaries = bin_dir()
+    binaries = choose_binaries(data_dir)
     lock_path = data_dir.parent / f".{data_dir.name}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -120,11 +156,17 @@ def ensure_running(data_dir: Path) -> EmbeddedDatabase:
             )
             if result.returncode != 0:
                 raise ConfigError(f"embedded PostgreSQL: initdb failed: {result.stderr.strip()[:300]}")
+            stats = has_pg_stat_statements(binaries)
             with open(data_dir / "postgresql.conf", "a") as conf:
                 conf.write(
                     "\n# fivedocks embedded settings\nlisten_addresses = ''\n"
                     f"unix_socket_directories = '{data_dir}'\nport = {SOCKET_PORT}\n"
                     "max_connections = 100\n"
+                    + (
+                        "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n"
+                        if stats
+                        else ""
+                    )
                 )
         status = _run([str(binaries / "pg_ctl"), "-D", str(data_dir), "status"], user, check=False)
         if status.returncode != 0:
@@ -164,6 +206,16 @@ def _ensure_database(database: EmbeddedDatabase) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    with psycopg.connect(
+        host=str(database.socket_dir),
+        port=SOCKET_PORT,
+        user="postgres",
+        dbname=DATABASE_NAME,
+        autocommit=True,
+    ) as conn:
+        preloaded = "pg_stat_statements" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+        if preloaded:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
 
 def stop(data_dir: Path) -> bool:
@@ -171,7 +223,7 @@ def stop(data_dir: Path) -> bool:
     if not (data_dir / "PG_VERSION").exists():
         return False
     result = _run(
-        [str(bin_dir() / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "stop"],
+        [str(choose_binaries(data_dir) / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "stop"],
         _server_user(),
         check=False,
     )

@@ -51,18 +51,36 @@ INSTALLED_APPS = [
     "gmail",
     "notifications",
     "kvmigrate",
+    "cutover",
 ]
 
 MIDDLEWARE = [
+    "fivedocks.middleware.ObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "cutover.middleware.WriteFreezeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- Production security (DEBUG off). Each can be overridden from the environment. ----------
+_PRODUCTION = not (DEBUG or TESTING)
+SECURE_PROXY_SSL_HEADER = (
+    tuple(env.list("SECURE_PROXY_SSL_HEADER")) if env.str("SECURE_PROXY_SSL_HEADER", default="") else None
+)
+SECURE_SSL_REDIRECT = env_bool(env, "SECURE_SSL_REDIRECT", _PRODUCTION)
+SECURE_HSTS_SECONDS = env_int(env, "SECURE_HSTS_SECONDS", 31536000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool(env, "SECURE_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool(env, "SECURE_HSTS_PRELOAD", _PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool(env, "SESSION_COOKIE_SECURE", _PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool(env, "CSRF_COOKIE_SECURE", _PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "fivedocks.urls"
 WSGI_APPLICATION = "fivedocks.wsgi.application"
@@ -102,6 +120,11 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache: local memory unless CACHE_URL says otherwise -------------------------------------
 CACHES = {"default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))}
+# Our counting backends subclass LocMemCache/RedisCache, which cachalot supports; its check
+# compares class paths literally, so it is silenced for exactly those two.
+SILENCED_SYSTEM_CHECKS = (
+    ["cachalot.W001"] if CACHES["default"]["BACKEND"].startswith("fivedocks.cache_backends.") else []
+)
 CACHALOT_ENABLED = env_bool(env, "CACHALOT_ENABLED", True)
 CACHALOT_TIMEOUT = env_int(env, "CACHALOT_TIMEOUT", 300)
 # Cachalot caches only the read-mostly tables; balances have their own per-user entries.
@@ -145,6 +168,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fivedocks.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After).
+    "DEFAULT_THROTTLE_RATES": {
+        "credits-deduct": env.str("THROTTLE_DEDUCT", default="600/min"),
+        "stripe-webhook": env.str("THROTTLE_WEBHOOK", default="1200/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "fivedocks API",
@@ -190,6 +218,9 @@ STRIPE_WEBHOOK_SECRET = env.str(
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # empty: Stripe's own servers
 BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="http://127.0.0.1:8000/billing/success")
 BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="http://127.0.0.1:8000/billing/cancel")
+BILLING_PORTAL_RETURN_URL = env.str("BILLING_PORTAL_RETURN_URL", default="http://127.0.0.1:8000/billing")
+# Retries of idempotent Stripe calls on connection errors and retryable answers (the SDK's own logic).
+STRIPE_MAX_NETWORK_RETRIES = env_int(env, "STRIPE_MAX_NETWORK_RETRIES", 2)
 
 # --- Google / Gmail ------------------------------------------------------------------------
 GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="dev-client-id.apps.googleusercontent.com")
@@ -198,6 +229,10 @@ GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="http://127.0.0.1:8
 GOOGLE_AUTH_URI = env.str("GOOGLE_AUTH_URI", default="https://accounts.google.com/o/oauth2/auth")
 GOOGLE_TOKEN_URI = env.str("GOOGLE_TOKEN_URI", default="https://oauth2.googleapis.com/token")
 GOOGLE_REVOKE_URI = env.str("GOOGLE_REVOKE_URI", default="https://oauth2.googleapis.com/revoke")
+# Asked for the Gmail address only when the token answer carries no id_token; empty: never asked.
+GOOGLE_USERINFO_URI = env.str(
+    "GOOGLE_USERINFO_URI", default="https://openidconnect.googleapis.com/v1/userinfo"
+)
 GMAIL_SCOPES = [
     "https://www.googleapis.com/auth/gmail.modify",
     "https://www.googleapis.com/auth/userinfo.email",
@@ -208,12 +243,36 @@ TOKEN_ENCRYPTION_KEYS = env.list("TOKEN_ENCRYPTION_KEYS", default=[])
 if not TOKEN_ENCRYPTION_KEYS and not (DEBUG or TESTING):
     raise ConfigError("TOKEN_ENCRYPTION_KEYS is required when DEBUG is off (see .env.example)")
 
+# --- Cutover ------------------------------------------------------------------------------
+# Domains whose API writes answer 503 (also switchable per domain in the admin).
+WRITES_FROZEN = env.list("WRITES_FROZEN", default=[])
+WRITES_FROZEN_RETRY_AFTER = env_int(env, "WRITES_FROZEN_RETRY_AFTER", 30)
+
 # --- KV store (legacy Replit Database) -------------------------------------------------------
 REPLIT_DB_URL = env.str("REPLIT_DB_URL", default="")
 
+# --- Observability ------------------------------------------------------------------------
+# /metrics answers staff users, or `Authorization: Bearer $METRICS_TOKEN` for a scraper.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+LOG_FORMAT = env.str("LOG_FORMAT", default="")  # text | json; default: json unless on a terminal
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "request_id": {"()": "fivedocks.logging.RequestIdFilter"},
+        "redact": {"()": "fivedocks.logging.RedactingFilter"},
+    },
+    "formatters": {
+        "text": {"()": "fivedocks.logging.TextFormatter"},
+        "json": {"()": "fivedocks.logging.JsonLinesFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id", "redact"],
+            "formatter": LOG_FORMAT or __import__("fivedocks.logging").logging.formatter_name(),
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

@@ -130,3 +130,25 @@ def test_endpoints_are_in_the_schema(user_client):
         "/api/credits/grant/",
     ]:
         assert path in paths
+
+
+def test_deductions_are_throttled_with_a_clear_429(user, user_client, settings):
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import ScopedRateThrottle
+
+    services.grant(user=user, amount=1000, reason="welcome")
+    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "credits-deduct": "3/min"}
+    original = ScopedRateThrottle.THROTTLE_RATES
+    ScopedRateThrottle.THROTTLE_RATES = rates
+    try:
+        codes = [
+            user_client.post(
+                "/api/credits/deduct/", {"operation": "company_search", "idempotency_key": f"t{i}"}
+            )
+            for i in range(4)
+        ]
+    finally:
+        ScopedRateThrottle.THROTTLE_RATES = original
+    assert [r.status_code for r in codes] == [200, 200, 200, 429]
+    assert codes[-1].json()["code"] == "throttled"
+    assert int(codes[-1]["Retry-After"]) > 0

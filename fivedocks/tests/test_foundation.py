@@ -83,3 +83,30 @@ def test_missing_secret_key_in_production_is_one_line():
     assert result.stderr.strip() == (
         "fivedocks: configuration error: SECRET_KEY is required when DEBUG is off (see .env.example)"
     )
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    from cryptography.fernet import Fernet
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ENV_FILE": "/nonexistent",
+        "DEBUG": "0",
+        "SECRET_KEY": "x" * 20 + "production-grade-secret-key-0123456789-abcdefghijkl",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+        "ALLOWED_HOSTS": "app.example.com",
+        "CSRF_TRUSTED_ORIGINS": "https://app.example.com",
+        "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "STRIPE_SECRET_KEY": "sk_live_placeholder",
+        "STRIPE_WEBHOOK_SECRET": "whsec_placeholder",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout

@@ -1,0 +1,122 @@
+"""Prometheus metrics: one registry for the process, exposed at /metrics (staff or token only).
+
+With several gunicorn workers set PROMETHEUS_MULTIPROC_DIR so every worker's samples are
+aggregated (prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUEST_LATENCY = Histogram(
+    "fivedocks_http_request_duration_seconds",
+    "HTTP request latency by view.",
+    ["view", "method", "status"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DB_QUERIES = Counter("fivedocks_db_queries_total", "Database queries executed.", ["kind"], registry=REGISTRY)
+DB_QUERY_DURATION = Histogram(
+    "fivedocks_db_query_duration_seconds",
+    "Database query duration.",
+    ["kind"],
+    registry=REGISTRY,
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+)
+CACHE_REQUESTS = Counter(
+    "fivedocks_cache_requests_total",
+    "Cache lookups by cache alias, key family and result (hit or miss).",
+    ["cache", "family", "result"],
+    registry=REGISTRY,
+)
+CREDIT_OPERATIONS = Counter(
+    "fivedocks_credit_operations_total",
+    "Credit operations by type and result (ok, insufficient, replayed, error).",
+    ["type", "result"],
+    registry=REGISTRY,
+)
+WEBHOOK_EVENTS = Counter(
+    "fivedocks_webhook_events_total",
+    "Stripe webhook events by type and result.",
+    ["type", "result"],
+    registry=REGISTRY,
+)
+KVMIGRATE_RECORDS = Counter(
+    "fivedocks_kvmigrate_records_total",
+    "kvmigrate records by domain and outcome (created, updated, unchanged, quarantined, ...).",
+    ["domain", "outcome"],
+    registry=REGISTRY,
+)
+KV_MIRROR_LAG = Gauge(
+    "fivedocks_kv_mirror_lag_seconds",
+    "Age of the oldest change not yet written to the KV store (0 when drained).",
+    registry=REGISTRY,
+)
+
+
+class ConnectionPoolCollector(Collector):
+    """Reads psycopg_pool's own statistics at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.db.backends.postgresql.base import DatabaseWrapper
+
+        size = GaugeMetricFamily("fivedocks_db_pool_size", "Connections in the pool.", labels=["alias"])
+        idle = GaugeMetricFamily("fivedocks_db_pool_available", "Idle connections.", labels=["alias"])
+        waiting = GaugeMetricFamily(
+            "fivedocks_db_pool_requests_waiting", "Clients waiting for a connection.", labels=["alias"]
+        )
+        waits = GaugeMetricFamily(
+            "fivedocks_db_pool_requests_queued_total",
+            "Requests that had to wait for a connection since start.",
+            labels=["alias"],
+        )
+        for alias, pool in list(DatabaseWrapper._connection_pools.items()):
+            stats = pool.get_stats()
+            size.add_metric([alias], stats.get("pool_size", 0))
+            idle.add_metric([alias], stats.get("pool_available", 0))
+            waiting.add_metric([alias], stats.get("requests_waiting", 0))
+            waits.add_metric([alias], stats.get("requests_queued", 0))
+        yield from (size, idle, waiting, waits)
+
+
+REGISTRY.register(ConnectionPoolCollector())
+
+
+def register_collector(collector: Collector) -> None:
+    """Apps add scrape-time collectors (kvmigrate progress, mirror lag) from their AppConfig.ready."""
+    REGISTRY.register(collector)
+
+
+def scrape_registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def query_kind(sql: str) -> str:
+    head = sql.lstrip()[:10].upper()
+    for kind in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
+        if head.startswith(kind):
+            return kind.lower()
+    return "other"
+
+
+def instrument_queries(execute, sql, params, many, context):
+    """A Django execute_wrapper: counts and times every query (never records the SQL text)."""
+    kind = query_kind(sql)
+    start = time.perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        DB_QUERIES.labels(kind).inc()
+        DB_QUERY_DURATION.labels(kind).observe(time.perf_counter() - start)

@@ -1,0 +1,37 @@
+"""Request id, latency and query metrics for every request."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from django.db import connection
+
+from fivedocks import request_context
+from fivedocks.metrics import REQUEST_LATENCY, instrument_queries
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class ObservabilityMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = request_context.request_id.set(request_id)
+        start = time.perf_counter()
+        try:
+            with connection.execute_wrapper(instrument_queries):
+                response = self.get_response(request)
+        finally:
+            request_context.request_id.reset(token)
+        match = getattr(request, "resolver_match", None)
+        view = (match.view_name or match._func_path) if match else "unmatched"
+        REQUEST_LATENCY.labels(view, request.method, str(response.status_code)).observe(
+            time.perf_counter() - start
+        )
+        response["X-Request-ID"] = request_id
+        return response

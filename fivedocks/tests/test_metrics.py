@@ -1,0 +1,111 @@
+import pytest
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.test import APIClient
+
+from credits import services
+
+
+def sample(client, name: str, labels: dict) -> float:
+    text = client.get("/metrics").content.decode()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.mark.django_db
+def test_metrics_refuse_anonymous_and_non_staff(api_client, user):
+    response = api_client.get("/metrics")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    client = Client()
+    client.force_login(user)
+    assert client.get("/metrics").status_code == 403
+    token_client = APIClient()
+    from rest_framework.authtoken.models import Token
+
+    token_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    assert token_client.get("/metrics").status_code == 403
+
+
+@pytest.mark.django_db
+def test_metrics_accept_a_staff_token(staff_user):
+    from rest_framework.authtoken.models import Token
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
+    assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.django_db
+def test_metrics_accept_the_bearer_token(settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer scrape-secret")
+    assert client.get("/metrics").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION="Bearer wrong")
+    assert client.get("/metrics").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_move_by_exactly_one(staff_client):
+    from accounts.tests.factories import UserFactory
+
+    user = UserFactory()
+    services.grant(user=user, amount=15, reason="opening")
+    client = APIClient()
+    client.force_authenticate(user)
+    client.get("/api/credits/")  # warm the balance entry
+
+    ok = {"type": "deduction", "result": "ok"}
+    insufficient = {"type": "deduction", "result": "insufficient"}
+    hit = {"family": "balance", "result": "hit"}
+    before = {k: sample(staff_client, n, lbl) for k, n, lbl in [
+        ("ok", "fivedocks_credit_operations_total", ok),
+        ("insufficient", "fivedocks_credit_operations_total", insufficient),
+        ("hit", "fivedocks_cache_requests_total", hit),
+    ]}  # fmt: skip
+
+    assert (
+        client.post(
+            "/api/credits/deduct/", {"operation": "company_search", "idempotency_key": "m1"}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            "/api/credits/deduct/", {"operation": "company_search", "idempotency_key": "m2"}
+        ).status_code
+        == 402
+    )
+    assert client.get("/api/credits/").json()["balance"] == 5  # served from the cache entry
+
+    assert sample(staff_client, "fivedocks_credit_operations_total", ok) == before["ok"] + 1
+    assert (
+        sample(staff_client, "fivedocks_credit_operations_total", insufficient) == before["insufficient"] + 1
+    )
+    assert sample(staff_client, "fivedocks_cache_requests_total", hit) == before["hit"] + 1
+
+
+@pytest.mark.django_db
+def test_request_latency_and_query_metrics_are_recorded(staff_client):
+    staff_client.get("/api/me/")
+    text = staff_client.get("/metrics").content.decode()
+    assert 'fivedocks_http_request_duration_seconds_count{method="GET",status="200",view="me"}' in text
+    assert "fivedocks_db_queries_total" in text
+
+
+@pytest.mark.django_db
+def test_responses_carry_a_request_id(user_client):
+    response = user_client.get("/api/me/", HTTP_X_REQUEST_ID="abc-123")
+    assert response["X-Request-ID"] == "abc-123"
+    assert len(user_client.get("/api/me/")["X-Request-ID"]) == 32

@@ -1,0 +1,50 @@
+"""Reads of a user's flags. Served through cachalot: `user_notifications` is a cachable table,
+so a repeat read costs no query until a write to the table invalidates it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from notifications import catalogue
+from notifications.catalogue import Kind
+from notifications.models import UserNotification
+
+
+@dataclass(frozen=True)
+class Flag:
+    id: int
+    name: str
+    shown_at: datetime
+
+
+@dataclass(frozen=True)
+class UserFlags:
+    notifications: list[Flag] = field(default_factory=list)
+    badges: list[Flag] = field(default_factory=list)
+    easter_eggs: list[Flag] = field(default_factory=list)
+
+
+_GROUP = {Kind.NOTIFICATION: "notifications", Kind.BADGE: "badges", Kind.EASTER_EGG: "easter_eggs"}
+
+
+def user_flags(*, user_id: int) -> UserFlags:
+    """The user's shown notifications, badges and claimed easter eggs, by id."""
+    rows = (
+        UserNotification.objects.filter(user_id=user_id)
+        .order_by("kind", "notification_id")
+        .values_list("kind", "notification_id", "shown_at")
+    )
+    flags = UserFlags()
+    for kind, notification_id, shown_at in rows:
+        group = getattr(flags, _GROUP[kind])
+        group.append(
+            Flag(id=notification_id, name=catalogue.name_of(kind, notification_id), shown_at=shown_at)
+        )
+    return flags
+
+
+def has_flag(*, user_id: int, kind: str, notification_id: int) -> bool:
+    return UserNotification.objects.filter(
+        user_id=user_id, kind=kind, notification_id=notification_id
+    ).exists()
