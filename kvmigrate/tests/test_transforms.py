@@ -151,9 +151,12 @@ def test_transaction_order_is_kept_in_kv_index_and_prepended_entries_work():
         ("🎉 Found the 5ducks easter egg", "bonus"),
         (
             "Monthly top-up for November 2024 (The Duckling subscription (2,000 base + 3,000 bonus))",
-            "allowance",
+            "purchase",
         ),
         ("Monthly top-up for November 2024 (free tier)", "allowance"),
+        ("Monthly allowance - 250 credits", "allowance"),
+        ("Ugly Duckling plan - 5000 monthly credits", "purchase"),
+        ("Easter egg: 5ducks - 1000 bonus credits", "bonus"),
         ("ugly-duckling subscription activation bonus", "purchase"),
         ("Purchased 5000 credits", "purchase"),
         ("Admin goodwill", "bonus"),

@@ -52,11 +52,16 @@ PLAN_TYPES = {
 
 
 def credit_kind(description: str) -> str:
-    """bonus, allowance or purchase, by what a legacy `credit` entry was."""
-    if _ALLOWANCE.search(description):
-        return "allowance"
+    """bonus, allowance or purchase, by what a legacy `credit` entry was.
+
+    A paid plan's credits are purchases (as billing books Stripe's paid invoices), even when the
+    platform called them a monthly top-up; the free tier's monthly credits are allowances; the
+    rest (welcome bonus, easter eggs, goodwill) are bonuses.
+    """
     if _PURCHASE.search(description):
         return "purchase"
+    if _ALLOWANCE.search(description):
+        return "allowance"
     return "bonus"
 
 
