@@ -97,7 +97,10 @@ class MigratedRecord(models.Model):
     key = models.TextField(unique=True)
     family = models.CharField(max_length=32)
     fingerprint = models.CharField(max_length=64)
+    # Domains handled for this fingerprint (moved, or nothing of theirs in the record).
     domains = ArrayField(models.CharField(max_length=16), default=list)
+    # Domains the record has rows in.
+    parts = ArrayField(models.CharField(max_length=16), default=list)
     user_id = models.BigIntegerField(null=True, blank=True)
     run = models.ForeignKey(MigrationRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     updated_at = models.DateTimeField(default=timezone.now)

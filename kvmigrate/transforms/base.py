@@ -63,6 +63,9 @@ class AccountRow:
     last_updated: datetime | None
     metadata: dict
     history: list[LedgerRow] = field(default_factory=list)
+    # Set by the loader: the idempotency key and metadata of the row that balances the ledger.
+    migration_key: str = ""
+    migration_metadata: dict = field(default_factory=dict)
 
 
 @dataclass(slots=True)
