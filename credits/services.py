@@ -8,7 +8,6 @@ first result and changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -406,14 +405,13 @@ _KEYS_SQL = f"""
     SELECT user_id, idempotency_key FROM {_LEDGER}
      WHERE user_id = ANY(%s) AND idempotency_key = ANY(%s)
 """  # noqa: S608
-_INSERT_LEDGER_SQL = f"""
-    INSERT INTO {_LEDGER}
-           (user_id, amount, type, reason, balance_after, metadata, idempotency_key, created_at)
-    SELECT u, a, t, r, b, m::jsonb, k, c
-      FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[],
-                  %s::timestamptz[]) AS x(u, a, t, r, b, m, k, c)
-    ON CONFLICT DO NOTHING
-"""  # noqa: S608
+_LEDGER_COLUMNS = (
+    "user_id", "amount", "type", "reason", "balance_after", "metadata", "idempotency_key", "created_at",
+)  # fmt: skip
+_ACCOUNT_COLUMNS = (
+    "user_id", "balance", "total_purchased", "total_used", "opening_total_purchased", "opening_total_used",
+    "is_blocked", "monthly_allowance", "last_top_up", "metadata", "last_updated", "created_at",
+)  # fmt: skip
 _UPSERT_ACCOUNTS_SQL = f"""
     INSERT INTO {_TABLE} (user_id, balance, total_purchased, total_used, opening_total_purchased,
                           opening_total_used, is_blocked, monthly_allowance, last_top_up, metadata,
@@ -431,8 +429,21 @@ _UPSERT_ACCOUNTS_SQL = f"""
 """  # noqa: S608
 
 
-def _dumps(value: dict) -> str:
-    return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+_ENCODER = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _dumps(value: dict | str) -> str:
+    """Compact JSON; a str is taken as JSON already (a caller may serialize ahead of the batch)."""
+    return value if isinstance(value, str) else _ENCODER.encode(value)
+
+
+def _copy(cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """COPY rows into a table (text format: psycopg's C dumpers, no SQL to build or parse)."""
+    if not rows:
+        return
+    with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAccountsResult:
@@ -470,8 +481,9 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
             cursor.execute(_KEYS_SQL, [with_rows, keys])
             known = {(row[0], row[1]) for row in cursor.fetchall()}
 
-        ledger_cols: tuple[list, ...] = ([], [], [], [], [], [], [], [])
-        account_cols: tuple[list, ...] = ([], [], [], [], [], [], [], [], [], [], [], [])
+        ledger_rows: list[tuple] = []
+        fresh_accounts: list[tuple] = []
+        existing_accounts: list[tuple] = []
         for uid in user_ids:
             record = by_user[uid]
             total, purchased, used = sums.get(uid, (0, 0, 0))
@@ -501,10 +513,7 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
             running = total
             for amount, kind, reason, meta, key, at in rows:
                 running += amount
-                for col, value in zip(
-                    ledger_cols, (uid, amount, kind, reason, running, _dumps(meta), key, at), strict=True
-                ):
-                    col.append(value)
+                ledger_rows.append((uid, amount, kind, reason, running, _dumps(meta), key, at))
                 if kind == Type.PURCHASE:
                     purchased += amount
                 elif kind in (Type.DEDUCTION, Type.REFUND):
@@ -515,10 +524,11 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
                 record.total_used - used, record.is_blocked, record.monthly_allowance, record.last_top_up,
                 _dumps(record.metadata), last_updated, created_at,
             )  # fmt: skip
-            for col, value in zip(account_cols, values, strict=True):
-                col.append(value)
-        if ledger_cols[0]:
-            cursor.execute(_INSERT_LEDGER_SQL, list(ledger_cols))
-        cursor.execute(_UPSERT_ACCOUNTS_SQL, list(account_cols))
+            (existing_accounts if uid in existing else fresh_accounts).append(values)
+        # New rows go in with COPY (the fastest path PostgreSQL has); existing accounts are upserted.
+        _copy(cursor, _LEDGER, _LEDGER_COLUMNS, ledger_rows)
+        _copy(cursor, _TABLE, _ACCOUNT_COLUMNS, fresh_accounts)
+        if existing_accounts:
+            cursor.execute(_UPSERT_ACCOUNTS_SQL, [list(col) for col in zip(*existing_accounts, strict=True)])
         transaction.on_commit(lambda: balance_cache.forget_many(user_ids))
-    return MigratedAccountsResult(frozenset(set(user_ids) - existing), len(ledger_cols[0]))
+    return MigratedAccountsResult(frozenset(set(user_ids) - existing), len(ledger_rows))

@@ -12,7 +12,6 @@ quarantined with the database's message: one bad record never holds back the oth
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -79,8 +78,12 @@ def fingerprint(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+_ENCODER = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dumps(value) -> str:
-    return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON (one encoder for every call: building one per call costs more than encoding)."""
+    return value if isinstance(value, str) else _ENCODER.encode(value)
 
 
 def classify(items: Iterable[tuple[str, str]], ctx: Context, counts: Counts) -> list[Rec]:
@@ -144,12 +147,12 @@ def _process(recs: list[Rec], ctx: Context) -> Counts:
     live = _skip_unchanged(recs, counts)
     live = _transform(live)
     _check_users(live)
-    _claim_rows(live)
+    existing = _claim_rows(live)
     moving = [r for r in live if r.whole is None and r.parts]
     _write_accounts(moving)
     _write_credits(moving)
-    _write_subscriptions(moving)
-    _write_tokens(moving)
+    _write_subscriptions(moving, existing["billing"])
+    _write_tokens(moving, existing["gmail"])
     _write_flags(moving)
     done = [r for r in live if r.whole is None]
     _write_migrated(done, ctx)
@@ -162,10 +165,12 @@ def _process(recs: list[Rec], ctx: Context) -> Counts:
 
 
 def _skip_unchanged(recs: list[Rec], counts: Counts) -> list[Rec]:
-    rows = MigratedRecord.objects.filter(key__in=[r.key for r in recs]).values_list(
-        "key", "fingerprint", "domains", "parts"
-    )
-    prev = {key: (fp, tuple(domains), tuple(parts)) for key, fp, domains, parts in rows}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT key, fingerprint, domains, parts FROM kvmigrate_records WHERE key = ANY(%s)",
+            [[r.key for r in recs]],
+        )
+        prev = {key: (fp, tuple(domains), tuple(parts)) for key, fp, domains, parts in cursor.fetchall()}
     live = []
     for rec in recs:
         rec.fp = fingerprint(rec.raw)
@@ -228,8 +233,12 @@ def _refuse_part(rec: Rec, domain: str, code: str, detail: str) -> None:
         rec.parts.remove(domain)
 
 
-def _claim_rows(recs: list[Rec]) -> None:
-    """Decide, per target row, which record may write it (see PRECEDENCE and the docs)."""
+def _claim_rows(recs: list[Rec]) -> dict[str, set[int]]:
+    """Decide, per target row, which record may write it (see PRECEDENCE and the docs).
+
+    Returns, per domain, the users whose row already exists (upserted rather than copied in).
+    """
+    existing: dict[str, set[int]] = {"credits": set(), "billing": set(), "gmail": set()}
     recs = [r for r in recs if r.whole is None and r.parts]
     _claim_firebase([r for r in recs if "accounts" in r.parts])
     for domain, table, app_rows_win in (
@@ -239,13 +248,14 @@ def _claim_rows(recs: list[Rec]) -> None:
     ):
         claimants = [r for r in recs if domain in r.parts]
         if claimants:
-            _claim_owned(claimants, domain, table, app_rows_win)
+            existing[domain] = _claim_owned(claimants, domain, table, app_rows_win)
     billing = [r for r in recs if "billing" in r.parts and r.out.subscription.stripe_customer_id]
     if billing:
         _claim_customers(billing)
+    return existing
 
 
-def _claim_owned(recs: list[Rec], domain: str, table: str, app_rows_win: bool) -> None:
+def _claim_owned(recs: list[Rec], domain: str, table: str, app_rows_win: bool) -> set[int]:
     ids = sorted({r.out.user_id for r in recs})
     with connection.cursor() as cursor:
         cursor.execute(
@@ -280,6 +290,7 @@ def _claim_owned(recs: list[Rec], domain: str, table: str, app_rows_win: bool) -
             _refuse_part(rec, domain, "superseded", f"{domain}: already moved from {owner}, which wins")
         else:  # this record takes the row over: the other key must be looked at again next run
             MigratedRecord.objects.filter(key=owner).delete()
+    return set(owners)
 
 
 def _claim_firebase(recs: list[Rec]) -> None:
@@ -287,9 +298,11 @@ def _claim_firebase(recs: list[Rec]) -> None:
         return
     uids = [r.out.firebase.uid for r in recs]
     ids = sorted({r.out.user_id for r in recs})
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # two index scans (an OR of both would scan the table)
         cursor.execute(
-            "SELECT id, firebase_uid FROM users WHERE firebase_uid = ANY(%s) OR id = ANY(%s)", [uids, ids]
+            "SELECT id, firebase_uid FROM users WHERE firebase_uid = ANY(%s) "
+            "UNION SELECT id, firebase_uid FROM users WHERE id = ANY(%s)",
+            [uids, ids],
         )
         rows = cursor.fetchall()
     holder = {uid: user_id for user_id, uid in rows if uid is not None}
@@ -356,55 +369,22 @@ def _write_credits(recs: list[Rec]) -> None:
         credit_services.load_migrated_accounts(records=accounts)
 
 
-_SUBSCRIPTIONS_SQL = """
-    INSERT INTO subscriptions (user_id, stripe_customer_id, stripe_subscription_id, status, plan_type,
-                               current_period_start, current_period_end, cancel_at_period_end, metadata,
-                               created_at, updated_at)
-    SELECT u, c, s, st, p, ps, pe, ca, m::jsonb, now(), now()
-      FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-                  %s::timestamptz[], %s::boolean[], %s::text[]) AS x(u, c, s, st, p, ps, pe, ca, m)
-    ON CONFLICT (user_id) DO UPDATE SET
-        stripe_customer_id = EXCLUDED.stripe_customer_id,
-        stripe_subscription_id = EXCLUDED.stripe_subscription_id, status = EXCLUDED.status,
-        plan_type = EXCLUDED.plan_type, current_period_start = EXCLUDED.current_period_start,
-        current_period_end = EXCLUDED.current_period_end,
-        cancel_at_period_end = EXCLUDED.cancel_at_period_end, metadata = EXCLUDED.metadata,
-        updated_at = now()
-"""
+_SUBSCRIPTION_COLUMNS = (
+    "user_id", "stripe_customer_id", "stripe_subscription_id", "status", "plan_type", "current_period_start",
+    "current_period_end", "cancel_at_period_end", "metadata", "created_at", "updated_at",
+)  # fmt: skip
 
 
-def _write_subscriptions(recs: list[Rec]) -> None:
-    subs = [r.out.subscription for r in recs if "billing" in r.parts]
-    if not subs:
-        return
-    columns = [
-        [s.user_id for s in subs],
-        [s.stripe_customer_id for s in subs],
-        [s.stripe_subscription_id for s in subs],
-        [s.status for s in subs],
-        [s.plan_type for s in subs],
-        [s.current_period_start for s in subs],
-        [s.current_period_end for s in subs],
-        [s.cancel_at_period_end for s in subs],
-        [_dumps(s.metadata) for s in subs],
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_SUBSCRIPTIONS_SQL, columns)
-    _invalidate("subscriptions")
-
-
-_TOKENS_SQL = """
-    INSERT INTO gmail_tokens (user_id, access_token, refresh_token, expires_at, email, display_name,
-                              scopes, status, metadata, created_at, updated_at)
-    SELECT u, a, r, e, em, dn, ARRAY(SELECT jsonb_array_elements_text(sc::jsonb)), 'active', m::jsonb, c, up
-      FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
-                  %s::text[], %s::timestamptz[], %s::timestamptz[]) AS x(u, a, r, e, em, dn, sc, m, c, up)
-    ON CONFLICT (user_id) DO UPDATE SET
-        access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token,
-        expires_at = EXCLUDED.expires_at, email = EXCLUDED.email, display_name = EXCLUDED.display_name,
-        scopes = EXCLUDED.scopes, status = 'active', metadata = EXCLUDED.metadata,
-        created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
-"""
+def _write_subscriptions(recs: list[Rec], existing: set[int]) -> None:
+    now = timezone.now()
+    rows = [
+        (s.user_id, s.stripe_customer_id, s.stripe_subscription_id, s.status, s.plan_type,
+         s.current_period_start, s.current_period_end, s.cancel_at_period_end, _dumps(s.metadata), now, now)
+        for s in (r.out.subscription for r in recs if "billing" in r.parts)
+    ]  # fmt: skip
+    _upsert("subscriptions", _SUBSCRIPTION_COLUMNS, rows, existing, keep=("created_at",))
+    if rows:
+        _invalidate("subscriptions")
 
 
 def token_metadata(metadata: dict) -> dict:
@@ -417,45 +397,41 @@ def token_metadata(metadata: dict) -> dict:
     return {**metadata, "kv": kv}
 
 
-def _write_tokens(recs: list[Rec]) -> None:
+_TOKEN_COLUMNS = (
+    "user_id", "access_token", "refresh_token", "expires_at", "email", "display_name", "scopes", "status",
+    "metadata", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def _write_tokens(recs: list[Rec], existing: set[int]) -> None:
     from gmail import crypto
 
-    tokens = [r.out.token for r in recs if "gmail" in r.parts]
-    if not tokens:
-        return
     now = timezone.now()
-
-    def enc(value: str | None) -> str | None:
-        return None if value is None else crypto.encrypt(value)
-
-    created = [t.created_at or t.updated_at or now for t in tokens]
-    columns = [
-        [t.user_id for t in tokens],
-        [enc(t.access_token) for t in tokens],
-        [enc(t.refresh_token) for t in tokens],
-        [t.expires_at for t in tokens],
-        [t.email for t in tokens],
-        [t.display_name for t in tokens],
-        [_dumps(t.scopes) for t in tokens],
-        [_dumps(token_metadata(t.metadata)) for t in tokens],
-        created,
-        [t.updated_at or c for t, c in zip(tokens, created, strict=True)],
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_TOKENS_SQL, columns)
-
-
-_FLAGS_SQL = """
-    INSERT INTO user_notifications (user_id, kind, notification_id, shown_at, metadata)
-    SELECT u, k, n, s, m::jsonb
-      FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::timestamptz[], %s::text[]) AS x(u, k, n, s, m)
-    ON CONFLICT (user_id, kind, notification_id) DO NOTHING
-"""
+    rows = []
+    for token in (r.out.token for r in recs if "gmail" in r.parts):
+        created = token.created_at or token.updated_at or now
+        rows.append(
+            (
+                token.user_id,
+                None if token.access_token is None else crypto.encrypt(token.access_token),
+                None if token.refresh_token is None else crypto.encrypt(token.refresh_token),
+                token.expires_at,
+                token.email,
+                token.display_name,
+                token.scopes,
+                "active",
+                _dumps(token_metadata(token.metadata)),
+                created,
+                token.updated_at or created,
+            )
+        )
+    _upsert("gmail_tokens", _TOKEN_COLUMNS, rows, existing)
 
 
 def _write_flags(recs: list[Rec]) -> None:
+    """Flags are a union: those the user already has stay, the new ones are copied in."""
     now = timezone.now()
-    columns: tuple[list, ...] = ([], [], [], [], [])
+    wanted: dict[tuple[int, str, int], tuple] = {}
     for rec in recs:
         if "notifications" not in rec.parts:
             continue
@@ -463,32 +439,29 @@ def _write_flags(recs: list[Rec]) -> None:
         if rec.out.flags_extra:
             meta["extra"] = rec.out.flags_extra
         meta_json = _dumps(meta)
+        shown_at = rec.out.flags_at or now
         for flag in rec.out.flags:
-            for col, value in zip(
-                columns,
-                (rec.out.user_id, flag.kind, flag.notification_id, rec.out.flags_at or now, meta_json),
-                strict=True,
-            ):
-                col.append(value)
-    if columns[0]:
-        with connection.cursor() as cursor:
-            cursor.execute(_FLAGS_SQL, list(columns))
+            wanted.setdefault((rec.out.user_id, flag.kind, flag.notification_id), (shown_at, meta_json))
+    if not wanted:
+        return
+    ids = sorted({user_id for user_id, _, _ in wanted})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, kind, notification_id FROM user_notifications WHERE user_id = ANY(%s)", [ids]
+        )
+        have = set(cursor.fetchall())
+    rows = [(*flag, *rest) for flag, rest in wanted.items() if flag not in have]
+    copy_rows("user_notifications", ("user_id", "kind", "notification_id", "shown_at", "metadata"), rows)
+    if rows:
         _invalidate("user_notifications")
 
 
-_MIGRATED_SQL = """
-    INSERT INTO kvmigrate_records (key, family, fingerprint, domains, parts, user_id, run_id, updated_at)
-    SELECT k, f, fp, string_to_array(d, ','), string_to_array(p, ','), u, %s, now()
-      FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])
-           AS x(k, f, fp, d, p, u)
-    ON CONFLICT (key) DO UPDATE SET
-        family = EXCLUDED.family, fingerprint = EXCLUDED.fingerprint, domains = EXCLUDED.domains,
-        parts = EXCLUDED.parts, user_id = EXCLUDED.user_id, run_id = EXCLUDED.run_id, updated_at = now()
-"""
+_MIGRATED_COLUMNS = ("key", "family", "fingerprint", "domains", "parts", "user_id", "run_id", "updated_at")
 
 
 def _write_migrated(recs: list[Rec], ctx: Context) -> None:
-    rows = []
+    now = timezone.now()
+    rows, existing = [], set()
     for rec in recs:
         handled = [d for d in rec.todo if d not in rec.rejected]
         if not handled:
@@ -497,11 +470,50 @@ def _write_migrated(recs: list[Rec], ctx: Context) -> None:
         if rec.prev is not None and rec.prev[0] == rec.fp:  # same value: add to what was handled
             handled = sorted(set(handled) | set(rec.prev[1]))
             moved = sorted(set(moved) | set(rec.prev[2]))
-        rows.append((rec.key, rec.prefix, rec.fp, ",".join(handled), ",".join(moved), rec.out.user_id))
+        if rec.prev is not None:
+            existing.add(rec.key)
+        rows.append((rec.key, rec.prefix, rec.fp, handled, moved, rec.out.user_id, ctx.run_id, now))
+    _upsert("kvmigrate_records", _MIGRATED_COLUMNS, rows, existing)
+
+
+# --- bulk helpers -----------------------------------------------------------------------------
+
+
+def copy_rows(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """COPY rows in (text format: psycopg's C dumpers, no SQL to build or parse per row)."""
     if not rows:
         return
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _upsert(
+    table: str, columns: tuple[str, ...], rows: list[tuple], existing: set, keep: tuple[str, ...] = ()
+) -> None:
+    """New rows (conflict key, the first column, not in `existing`) are copied in; the others
+    go through a temporary table and one `INSERT ... ON CONFLICT DO UPDATE` (`keep`: untouched).
+    """
+    if not rows:
+        return
+    fresh = [row for row in rows if row[0] not in existing]
+    again = [row for row in rows if row[0] in existing]
+    copy_rows(table, columns, fresh)
+    if not again:
+        return
+    stage = f"kvmigrate_stage_{table}"
+    cols = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:] if c not in keep)
     with connection.cursor() as cursor:
-        cursor.execute(_MIGRATED_SQL, [ctx.run_id, *(list(col) for col in zip(*rows, strict=True))])
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table} WITH NO DATA")  # noqa: S608
+        cursor.execute(f"TRUNCATE {stage}")
+    copy_rows(stage, columns, again)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "  # noqa: S608 - names are ours
+            f"ON CONFLICT ({columns[0]}) DO UPDATE SET {updates}"
+        )
 
 
 def storable(text: str) -> tuple[str, bool]:
@@ -548,9 +560,12 @@ def _write_quarantine(recs: list[Rec], ctx: Context) -> None:
 def _resolve_quarantine(recs: list[Rec]) -> None:
     keys = [r.key for r in recs]
     if keys:
-        QuarantinedRecord.objects.filter(key__in=keys, resolved_at__isnull=True).update(
-            resolved_at=timezone.now()
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE kvmigrate_quarantine SET resolved_at = now() "
+                "WHERE key = ANY(%s) AND resolved_at IS NULL",
+                [keys],
+            )
 
 
 def _invalidate(table: str) -> None:

@@ -27,7 +27,7 @@ from .verify import verify_batch
 
 logger = logging.getLogger(__name__)
 
-LOCK_ID = 0x6B766D69  # "kvmi": one kvmigrate run at a time per database
+LOCK_ID = 0x6B766D67  # "kvmg": one kvmigrate run at a time per database (the KV drainer has its own)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 
 
@@ -128,6 +128,10 @@ def execute(options: Options) -> Result:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_ID])
         if not cursor.fetchone()[0]:
             raise RunFailed("another kvmigrate run holds the lock on this database; try again when it ends")
+        # A batch's commit need not wait for its WAL flush: a server crash could lose the last
+        # few committed batches, and their fingerprints with them (same transactions), so the
+        # next run simply moves them again.
+        cursor.execute("SET synchronous_commit TO off")
     try:
         if not options.dry_run:
             MigrationRun.objects.filter(status=MigrationRun.Status.RUNNING).update(
@@ -178,6 +182,7 @@ def execute(options: Options) -> Result:
         return Result(exit_code=exit_code, counts=counts, report=data, run=run)
     finally:
         with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
             cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
 
 

@@ -23,6 +23,7 @@ BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
 # Below this an epoch timestamp is in seconds (Stripe's), above in milliseconds (Date.now()).
 SECONDS_BELOW = 10**11
+MS_MAX = 253402300800000  # 10000-01-01: beyond, a datetime cannot hold it
 _INT_STRING = re.compile(r"\s*[-+]?[0-9]+\s*")
 _NUMBER_STRING = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -176,6 +177,8 @@ def wrong_type(path: str, value: Any, expected: str) -> Reject:
 
 def parse_int(value: Any, path: str, *, lo: int = -BIGINT_MAX, hi: int = BIGINT_MAX) -> int:
     """An integer: a JSON integer, an integral float (`180.0`) or a numeric string (`"180"`)."""
+    if type(value) is int and lo <= value <= hi:  # the common case, first
+        return value
     if isinstance(value, bool) or value is None:
         raise wrong_type(path, value, "an integer")
     if isinstance(value, int):
@@ -211,6 +214,8 @@ def parse_bool(value: Any, path: str) -> bool:
 
 def parse_ts(value: Any, path: str) -> datetime:
     """A timestamp: epoch ms, epoch s (below 10^11), either as a numeric string, or ISO 8601."""
+    if type(value) is int and SECONDS_BELOW <= value < MS_MAX:  # Date.now(): the common case
+        return EPOCH + timedelta(milliseconds=value)
     if isinstance(value, bool) or value is None:
         raise wrong_type(path, value, "a timestamp")
     number: int | float | None = None
@@ -314,5 +319,7 @@ class Verbatim(dict):
     """Original values whose canonical rendering would differ (see the module docstring)."""
 
     def keep(self, name: str, original: Any, canonical: Any) -> None:
+        if type(original) is type(canonical) and original == canonical:
+            return
         if not same_json(original, canonical):
             self[name] = original

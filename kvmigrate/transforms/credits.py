@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 from .base import (
     BIGINT_MAX,
     EPOCH,
     INT_MAX,
+    MS_MAX,
+    SECONDS_BELOW,
     AccountRow,
     LedgerRow,
     Reject,
@@ -34,6 +38,8 @@ PLAN_ACCOUNT_FIELDS = (
     "isBlocked", "monthlyAllowance", "lastTopUp", "createdAt",
 )  # fmt: skip
 ENTRY_FIELDS = ("type", "amount", "description", "timestamp", "searchType", "success")
+# The shapes the platform wrote: nothing about their names to keep.
+_CANONICAL_ENTRIES = frozenset({ENTRY_FIELDS[:4], ENTRY_FIELDS, (*ENTRY_FIELDS[:4], "searchType")})
 
 # A legacy `credit` entry becomes the ledger type its description says it was.
 _ALLOWANCE = re.compile(r"top[\s-]?up|allowance|monthly", re.IGNORECASE)
@@ -51,6 +57,7 @@ PLAN_TYPES = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def credit_kind(description: str) -> str:
     """bonus, allowance or purchase, by what a legacy `credit` entry was.
 
@@ -77,8 +84,11 @@ def idempotency_key(digest: str) -> str:
 
 
 def _optional_ts(record: dict, name: str, verbatim: Verbatim):
-    if name not in record or record[name] is None:
+    value = record.get(name)
+    if value is None:
         return None
+    if type(value) is int and SECONDS_BELOW <= value < MS_MAX:  # Date.now(): nothing to keep
+        return EPOCH + timedelta(milliseconds=value)
     moment = parse_ts(record[name], name)
     verbatim.keep(name, record[name], to_ms(moment))
     return moment
@@ -138,9 +148,12 @@ def _entry(key: str, layout: str, index: int, entry: dict, fallback_ts) -> Ledge
         canonical_amount = raw_amount if sign is None else abs(raw_amount)
     verbatim = Verbatim()
     verbatim.keep("amount", entry["amount"], canonical_amount)
-    if entry.get("timestamp") is not None:
-        created_at = parse_ts(entry["timestamp"], f"{path}.timestamp")
-        verbatim.keep("timestamp", entry["timestamp"], to_ms(created_at))
+    stamp = entry.get("timestamp")
+    if type(stamp) is int and SECONDS_BELOW <= stamp < MS_MAX:  # Date.now(): nothing to keep
+        created_at = EPOCH + timedelta(milliseconds=stamp)
+    elif stamp is not None:
+        created_at = parse_ts(stamp, f"{path}.timestamp")
+        verbatim.keep("timestamp", stamp, to_ms(created_at))
     else:
         created_at = fallback_ts
         if "timestamp" in entry:
@@ -151,17 +164,18 @@ def _entry(key: str, layout: str, index: int, entry: dict, fallback_ts) -> Ledge
     for name in ("searchType", "success"):
         if name in entry:
             metadata[name] = entry[name]
-    extra = {name: value for name, value in entry.items() if name not in ENTRY_FIELDS}
-    if extra:
-        metadata["extra"] = extra
     if verbatim:
         metadata["verbatim"] = dict(verbatim)
-    names = list(entry)
-    # Reverse writes type, amount, description and timestamp, then what the metadata holds;
-    # `fields` is kept only when the entry's names differ from that.
-    canonical_order = [*ENTRY_FIELDS[:4], *(n for n in ENTRY_FIELDS[4:] if n in entry), *extra]
-    if names != canonical_order:
-        metadata["fields"] = names
+    names = tuple(entry)
+    if names not in _CANONICAL_ENTRIES:
+        extra = {name: value for name, value in entry.items() if name not in ENTRY_FIELDS}
+        if extra:
+            metadata["extra"] = extra
+        # Reverse writes type, amount, description and timestamp, then what the metadata holds;
+        # `fields` is kept only when the entry's names differ from that.
+        canonical_order = (*ENTRY_FIELDS[:4], *(n for n in ENTRY_FIELDS[4:] if n in entry), *extra)
+        if names != canonical_order:
+            metadata["fields"] = list(names)
     return LedgerRow(
         amount=amount,
         type=kind,
