@@ -441,7 +441,9 @@ def _copy(cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence]) 
     """COPY rows into a table (text format: psycopg's C dumpers, no SQL to build or parse)."""
     if not rows:
         return
-    with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    # The raw psycopg cursor raises psycopg's errors: wrapped, they are Django's DatabaseError.
+    with connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 

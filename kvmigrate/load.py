@@ -484,7 +484,12 @@ def copy_rows(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
     if not rows:
         return
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+    # The raw psycopg cursor raises psycopg's errors: wrapped, they are Django's DatabaseError.
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
         for row in rows:
             copy.write_row(row)
 
