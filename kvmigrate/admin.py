@@ -27,7 +27,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 def _total(name: str):
     @admin.display(description=name)
-    def column(obj: MigrationRun) -> int:
+    def column(self, obj: MigrationRun) -> int:
         return obj.total(name)
 
     return column
