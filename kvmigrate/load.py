@@ -418,7 +418,7 @@ def _write_tokens(recs: list[Rec], existing: set[int]) -> None:
                 token.expires_at,
                 token.email,
                 token.display_name,
-                token.scopes,
+                array_literal(token.scopes),
                 "active",
                 _dumps(token_metadata(token.metadata)),
                 created,
@@ -472,11 +472,28 @@ def _write_migrated(recs: list[Rec], ctx: Context) -> None:
             moved = sorted(set(moved) | set(rec.prev[2]))
         if rec.prev is not None:
             existing.add(rec.key)
-        rows.append((rec.key, rec.prefix, rec.fp, handled, moved, rec.out.user_id, ctx.run_id, now))
+        rows.append(
+            (
+                rec.key,
+                rec.prefix,
+                rec.fp,
+                array_literal(handled),
+                array_literal(moved),
+                rec.out.user_id,
+                ctx.run_id,
+                now,
+            )
+        )
     _upsert("kvmigrate_records", _MIGRATED_COLUMNS, rows, existing)
 
 
 # --- bulk helpers -----------------------------------------------------------------------------
+
+
+def array_literal(items: list[str]) -> str:
+    """A text[] literal for COPY (psycopg's list dumper escapes element by element in Python)."""
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return "{" + ",".join(quoted) + "}"
 
 
 def copy_rows(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:

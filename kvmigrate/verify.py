@@ -17,7 +17,7 @@ from django.db import connection
 
 from . import transforms
 from .codec import DecodeError, decode_value
-from .load import Context, Rec, classify, fingerprint
+from .load import Context, Rec, classify, copy_rows, fingerprint
 from .report import Counts
 from .transforms import Reject, Transformed
 from .transforms.base import may_hold_bad_text
@@ -116,7 +116,7 @@ def jsonb(value: Any) -> Any:
 
 def _same_json(a: Any, b: Any) -> bool:
     """Equal once both went through JSON (jsonb gives back what json.loads would)."""
-    return json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
+    return a == b or json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
 
 
 class _State:
@@ -147,16 +147,40 @@ class _State:
         )
         return dict(_rows(sql, [self.ids]))
 
-    def _load_entries(self) -> dict[tuple[int, str], tuple]:
-        keys = [e.idempotency_key for r in self.recs if r.out.account for e in r.out.account.history]
-        if not keys:
-            return {}
-        rows = _rows(
-            """SELECT user_id, idempotency_key, amount, type, created_at, reason FROM credit_transactions
-                WHERE user_id = ANY(%s) AND idempotency_key = ANY(%s)""",
-            [self.ids, keys],
+    def _load_entries(self) -> set[tuple[int, str]]:
+        """The history entries PostgreSQL lacks or holds differently, compared in one join.
+
+        The expected rows are copied into a temporary table: the comparison runs in the
+        database, and only the entries that differ come back.
+        """
+        expected = [
+            (r.out.account.user_id, e.idempotency_key, e.amount, e.type, e.created_at, e.reason)
+            for r in self.recs
+            if r.out.account
+            for e in r.out.account.history
+        ]
+        if not expected:
+            return set()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS kvmigrate_verify_entries (user_id bigint, "
+                "idempotency_key text, amount bigint, type text, created_at timestamptz, reason text)"
+            )
+            cursor.execute("TRUNCATE kvmigrate_verify_entries")
+        copy_rows(
+            "kvmigrate_verify_entries",
+            ("user_id", "idempotency_key", "amount", "type", "created_at", "reason"),
+            expected,
         )
-        return {(row[0], row[1]): row[2:] for row in rows}
+        rows = _rows(
+            """SELECT e.user_id, e.idempotency_key FROM kvmigrate_verify_entries e
+                 LEFT JOIN credit_transactions t
+                        ON t.user_id = e.user_id AND t.idempotency_key = e.idempotency_key
+                WHERE t.id IS NULL OR t.amount <> e.amount OR t.type <> e.type OR t.created_at <> e.created_at
+                   OR t.reason <> e.reason""",
+            [],
+        )
+        return set(rows)
 
     def _load_subscriptions(self) -> dict[int, tuple]:
         rows = _rows(
@@ -228,11 +252,11 @@ class _State:
             diffs.append("metadata")
         if self._get("sums").get(account.user_id, 0) != balance:
             diffs.append("ledger: does not sum to the balance")
-        entries = self._get("entries")
-        for index, entry in enumerate(account.history):
-            have = entries.get((account.user_id, entry.idempotency_key))
-            if have is None or have != (entry.amount, entry.type, entry.created_at, entry.reason):
-                diffs.append(f"transactions[{index}]")
+        differ = self._get("entries")
+        if differ:
+            for index, entry in enumerate(account.history):
+                if (account.user_id, entry.idempotency_key) in differ:
+                    diffs.append(f"transactions[{index}]")
         return diffs
 
     def _billing(self, rec: Rec) -> list[str]:

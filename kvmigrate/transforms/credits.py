@@ -72,9 +72,12 @@ def credit_kind(description: str) -> str:
     return "bonus"
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def entry_digest(entry: dict, occurrence: int) -> str:
     """Identifies a history entry across runs: its content, and which identical copy it is."""
-    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    canonical = _CANONICAL.encode(entry)
     data = f"{canonical}#{occurrence}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(data, digest_size=10).hexdigest()
 
