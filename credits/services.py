@@ -394,12 +394,16 @@ class MigratedAccountsResult:
 
 
 _LEDGER = CreditTransaction._meta.db_table
-_LOCK_SQL = f"SELECT user_id FROM {_TABLE} WHERE user_id = ANY(%s) ORDER BY user_id FOR UPDATE"  # noqa: S608
-_SUMS_SQL = f"""
-    SELECT user_id, SUM(amount)::bigint,
-           COALESCE(SUM(amount) FILTER (WHERE type = 'purchase'), 0)::bigint,
-           COALESCE(-SUM(amount) FILTER (WHERE type IN ('deduction', 'refund')), 0)::bigint
-      FROM {_LEDGER} WHERE user_id = ANY(%s) GROUP BY user_id
+# One round trip: lock the accounts that exist, and sum the ledger of every user of the batch.
+_LOCK_AND_SUM_SQL = f"""
+    WITH locked AS (SELECT user_id FROM {_TABLE} WHERE user_id = ANY(%(ids)s) ORDER BY user_id FOR UPDATE),
+         sums AS (SELECT user_id, SUM(amount)::bigint AS total,
+                         COALESCE(SUM(amount) FILTER (WHERE type = 'purchase'), 0)::bigint AS purchased,
+                         COALESCE(-SUM(amount) FILTER (WHERE type IN ('deduction', 'refund')), 0)::bigint
+                           AS used
+                    FROM {_LEDGER} WHERE user_id = ANY(%(ids)s) GROUP BY user_id)
+    SELECT true, user_id, NULL, NULL, NULL FROM locked
+    UNION ALL SELECT false, user_id, total, purchased, used FROM sums
 """  # noqa: S608
 _KEYS_SQL = f"""
     SELECT user_id, idempotency_key FROM {_LEDGER}
@@ -471,10 +475,14 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
     user_ids = sorted(by_user)
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, [user_ids])
-        existing = {row[0] for row in cursor.fetchall()}
-        cursor.execute(_SUMS_SQL, [user_ids])
-        sums = {row[0]: (row[1], row[2], row[3]) for row in cursor.fetchall()}
+        cursor.execute(_LOCK_AND_SUM_SQL, {"ids": user_ids})
+        existing: set[int] = set()
+        sums: dict[int, tuple[int, int, int]] = {}
+        for is_lock, uid, total, purchased, used in cursor.fetchall():
+            if is_lock:
+                existing.add(uid)
+            else:
+                sums[uid] = (total, purchased, used)
         known: set[tuple[int, str]] = set()
         with_rows = [uid for uid in user_ids if uid in sums]
         if with_rows:

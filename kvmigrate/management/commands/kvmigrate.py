@@ -75,6 +75,11 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             raise CommandError("interrupted; re-run to complete (whole batches were kept)") from None
         self.stdout.write(report.table(result.counts))
+        if result.counts.seconds:
+            self.stdout.write(
+                "time: "
+                + ", ".join(f"{phase} {value:.1f} s" for phase, value in result.counts.seconds.items())
+            )
         if options.dry_run:
             self.stdout.write("dry run: nothing was written")
         run = f"run {result.run.pk}: " if result.run else ""
