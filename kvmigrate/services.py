@@ -275,9 +275,23 @@ def _source_description(options: Options) -> str:
         return _describe_target(options.target)
     try:
         with open_source(options.source) as source:
+            _probe(source)
             return source.describe()
     except SourceError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _probe(source) -> None:
+    """Fail early (exit 2) when the store does not answer, rather than once the run is under way."""
+    from .sources import RedisSource, ReplitSource
+
+    if isinstance(source, ReplitSource):
+        source.list_keys(prefix="\u2603kvmigrate-probe\u2603")  # lists nothing, proves the URL answers
+    elif isinstance(source, RedisSource):
+        try:
+            source.client.ping()
+        except Exception as exc:  # redis' own errors: connection refused, auth, ...
+            raise SourceError(f"{source.describe()} does not answer: {type(exc).__name__}") from None
 
 
 def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress, run) -> None:
