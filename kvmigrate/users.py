@@ -18,7 +18,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +166,8 @@ def clean(raw: dict[str, Any]) -> UserRow | BadRow:
             username = str(username)
         username = username.strip()[:USERNAME_MAX]
         created = raw.get("created_at")
-        if isinstance(created, datetime):
-            created_at = created
+        if isinstance(created, datetime):  # from a database: a naive one is UTC (Django's zone)
+            created_at = created if created.tzinfo else created.replace(tzinfo=UTC)
         elif created in (None, ""):
             created_at = None
         else:
