@@ -35,6 +35,15 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Every benchmark under bench/ (needs PostgreSQL on 127.0.0.1:5432 and Redis on 6379); one table
+# in bench/results.md. BENCH_ARGS=--quick for a rough look. wrk is installed when missing and
+# possible (Debian, root); otherwise the bench falls back to its Python load generator.
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || \
+		echo "wrk not installed: using bench/loadgen.py"
+	$(PY) -m bench.run_all $(BENCH_ARGS)
+
 db-stop: install
 	$(PY) -c "from pathlib import Path; from fivedocks import embedded_db; print('stopped' if embedded_db.stop(Path('.pgdata')) else 'not running')"
 

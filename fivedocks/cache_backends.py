@@ -8,7 +8,7 @@ itself as family `balance`, so the writer's internal version check is not mistak
 from __future__ import annotations
 
 from django.core.cache.backends.locmem import LocMemCache
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 from fivedocks.metrics import CACHE_REQUESTS
 
@@ -50,8 +50,28 @@ class CountingLocMemCache(CountingMixin, LocMemCache):
     pass
 
 
+class ReusingRedisCacheClient(RedisCacheClient):
+    """Django's client builds a new `redis.Redis` for every cache operation, and redis-py's
+    constructor (hundreds of response callbacks) cost about as much as the GET itself: keep one
+    client per connection pool. A `redis.Redis` is safe to share between threads (each command
+    borrows a connection from the pool) and its pool reconnects after a fork."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, object] = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)  # Django keeps each pool for the cache's lifetime
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+
 class CountingRedisCache(CountingMixin, RedisCache):
-    pass
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = ReusingRedisCacheClient
 
 
 INSTRUMENTED = {

@@ -120,7 +120,7 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache: local memory unless CACHE_URL says otherwise -------------------------------------
 CACHES = {
-    "default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks?max_entries=100000"))
+    "default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))
 }
 # Our counting backends subclass LocMemCache/RedisCache, which cachalot supports; its check
 # compares class paths literally, so it is silenced for exactly those two.
