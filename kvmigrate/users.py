@@ -147,11 +147,14 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or ["error"])[0]
 
 
+def _shown(raw: dict[str, Any]) -> str:
+    return json.dumps(raw, default=str, ensure_ascii=False)
+
+
 def clean(raw: dict[str, Any]) -> UserRow | BadRow:
     """One raw row -> a user to import, or the reason it cannot be."""
-    shown = json.dumps(raw, default=str, ensure_ascii=False)
     if "_error" in raw:
-        return BadRow(f"users:{raw['id']}", raw.get("_raw", shown), "bad_json", raw["_error"])
+        return BadRow(f"users:{raw['id']}", raw["_raw"], "bad_json", raw["_error"])
     key = f"users:{raw.get('id')}"
     try:
         user_id = parse_int(raw.get("id"), "id", lo=1)
@@ -173,9 +176,9 @@ def clean(raw: dict[str, Any]) -> UserRow | BadRow:
         else:
             created_at = parse_ts(created, "created_at")
     except Reject as exc:
-        return BadRow(key, shown, exc.code, exc.detail)
+        return BadRow(key, _shown(raw), exc.code, exc.detail)
     if "\x00" in email + username:
-        return BadRow(key, shown, "bad_text", "the email or username holds a NUL character")
+        return BadRow(key, _shown(raw), "bad_text", "the email or username holds a NUL character")
     return UserRow(user_id, email, username, created_at)
 
 
