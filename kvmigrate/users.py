@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
+from .load import copy_rows
 from .models import QuarantinedRecord
 from .report import Counts
 from .sources import SourceError, mask_url
@@ -253,8 +255,9 @@ def _import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Coun
     with connection.cursor() as cursor:
         if good:
             emails = [r.email for r in good.values()]
-            cursor.execute(
-                "SELECT id, email, username, date_joined FROM users WHERE id = ANY(%s) OR email = ANY(%s)",
+            cursor.execute(  # two index scans (an OR of both would scan the table)
+                "SELECT id, email, username, date_joined FROM users WHERE id = ANY(%s) "
+                "UNION SELECT id, email, username, date_joined FROM users WHERE email = ANY(%s)",
                 [list(good), emails],
             )
             existing = {}
@@ -285,10 +288,13 @@ def _import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Coun
                     counts.add("users", "unchanged")
                 else:
                     changed.append(row)
-            if changed:
-                _upsert(cursor, changed)
-                for row in changed:
-                    counts.add("users", "updated" if row.id in existing else "created")
+            fresh = [row for row in changed if row.id not in existing]
+            again = [row for row in changed if row.id in existing]
+            copy_rows("users", _USER_COLUMNS, [_user_values(row) for row in fresh])
+            if again:
+                _upsert(cursor, again)
+            counts.add("users", "created", len(fresh))
+            counts.add("users", "updated", len(again))
         if bad:
             _quarantine(bad, run_id)
             for b in bad:
@@ -302,6 +308,31 @@ def _import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Coun
             transaction.on_commit(lambda: invalidate("users"))
     counts.add("users", "read", len(raw_rows))
     return counts
+
+
+_USER_COLUMNS = (
+    "id",
+    "email",
+    "username",
+    "date_joined",
+    "password",
+    "is_superuser",
+    "is_staff",
+    "is_active",
+)
+
+
+def _user_values(row: UserRow) -> tuple:
+    return (
+        row.id,
+        row.email,
+        row.username,
+        row.created_at or timezone.now(),
+        UNUSABLE_PASSWORD,
+        False,
+        False,
+        True,
+    )
 
 
 def _upsert(cursor, rows: list[UserRow]) -> None:
