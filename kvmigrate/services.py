@@ -48,7 +48,7 @@ class Options:
     source: str | None = None
     only: frozenset[str] = frozenset(ALL_DOMAINS)
     dry_run: bool = False
-    batch_size: int = 500
+    batch_size: int = 2000
     verify_only: bool = False
     reverse: bool = False
     target: str | None = None

@@ -31,7 +31,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="do everything, then roll it all back")
         parser.add_argument(
-            "--batch-size", type=int, default=500, help="records per transaction (default 500)"
+            "--batch-size", type=int, default=2000, help="records per transaction (default 2000)"
         )
         parser.add_argument(
             "--verify-only", action="store_true", help="only compare the store with PostgreSQL"
