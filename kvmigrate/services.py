@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, reset_queries, transaction
 from django.utils import timezone
 
 from . import report, users
@@ -193,7 +193,7 @@ def execute(options: Options) -> Result:
 _END = object()
 
 
-def ahead(prepare: Callable[[Any], Any], items: Any, depth: int = 2):
+def ahead(prepare: Callable[[Any], Any], items: Any, depth: int = 1):
     """`prepare(item)` for each item, computed in a second thread up to `depth` items ahead.
 
     The reading and the pure work (decoding, transforming, serializing, encrypting) of the next
@@ -327,6 +327,7 @@ def _import_users(options: Options, ctx: Context, counts: Counts, progress: _Pro
         counts.merge(batch)
         progress.update("users", batch)
         _save_counts(run, counts)
+        reset_queries()
     if not options.dry_run:  # sequences ignore rollbacks: a dry run must not move it
         users.move_sequence()
     counts.seconds["users"] = time.monotonic() - started
@@ -355,6 +356,7 @@ def _pass(
                 counts.merge(batch)
                 progress.update(phase, batch)
                 _save_counts(run, counts)
+                reset_queries()  # with DEBUG on, Django keeps every query's SQL: not for a whole store
     except SourceError as exc:
         raise RunFailed(f"{phase}: {exc}") from None
     finally:
