@@ -9,6 +9,7 @@ first result and changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -18,6 +19,7 @@ from credits import cache as balance_cache
 from credits.models import CreditAccount, CreditTransaction
 from fivedocks.errors import Conflict, DomainError
 from fivedocks.metrics import CREDIT_OPERATIONS
+from fivedocks.signals import user_data_changed
 
 Type = CreditTransaction.Type
 
@@ -253,6 +255,7 @@ def _apply_once(
                 version=entry.pk,
             )
             transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
+            user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
     except IntegrityError:
         # A concurrent request with the same key committed first: answer with its result.
         if idempotency_key:
@@ -273,3 +276,35 @@ def _replay(*, user_id: int, idempotency_key: str, kind: str, amount: int) -> Cr
             f"{previous.amount:+d} credits."
         )
     return CreditResult(transaction=previous, replayed=True)
+
+
+def monthly_top_up(*, user, month: date | None = None) -> CreditResult | None:
+    """Grant the free tier's monthly allowance once per calendar month.
+
+    Paid plans get their monthly credits from Stripe's paid invoice (billing's invoice.paid
+    handler, keyed by the invoice id), so an account with an active or trialing subscription is
+    skipped here and None is returned. An account's own `monthly_allowance` (carried over from
+    the KV store) overrides the free tier's amount. A balance that returns to 0 or more unblocks.
+    """
+    from billing.models import ACTIVE_STATUSES, Subscription
+
+    month = month or timezone.now().date()
+    if Subscription.objects.filter(user_id=user.pk, status__in=ACTIVE_STATUSES).exists():
+        return None
+    override = (
+        CreditAccount.objects.filter(user_id=user.pk).values_list("monthly_allowance", flat=True).first()
+    )
+    amount = override if override is not None else settings.FREE_TIER_MONTHLY_CREDITS
+    if amount <= 0:
+        return None
+    with transaction.atomic():
+        result = grant(
+            user=user,
+            amount=amount,
+            kind=Type.ALLOWANCE,
+            reason=f"Monthly allowance {month:%Y-%m}",
+            idempotency_key=f"monthly-allowance:{month:%Y-%m}",
+        )
+        if not result.replayed:
+            CreditAccount.objects.filter(user_id=user.pk).update(last_top_up=result.transaction.created_at)
+    return result

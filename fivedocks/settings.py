@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "gmail",
     "notifications",
     "kvmigrate",
+    "cutover",
 ]
 
 MIDDLEWARE = [
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "cutover.middleware.WriteFreezeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -217,6 +219,9 @@ STRIPE_WEBHOOK_SECRET = env.str(
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # empty: Stripe's own servers
 BILLING_SUCCESS_URL = env.str("BILLING_SUCCESS_URL", default="http://127.0.0.1:8000/billing/success")
 BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="http://127.0.0.1:8000/billing/cancel")
+BILLING_PORTAL_RETURN_URL = env.str("BILLING_PORTAL_RETURN_URL", default="http://127.0.0.1:8000/billing")
+# Retries of idempotent Stripe calls on connection errors and retryable answers (the SDK's own logic).
+STRIPE_MAX_NETWORK_RETRIES = env_int(env, "STRIPE_MAX_NETWORK_RETRIES", 2)
 
 # --- Google / Gmail ------------------------------------------------------------------------
 GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="dev-client-id.apps.googleusercontent.com")
@@ -225,6 +230,10 @@ GOOGLE_REDIRECT_URI = env.str("GOOGLE_REDIRECT_URI", default="http://127.0.0.1:8
 GOOGLE_AUTH_URI = env.str("GOOGLE_AUTH_URI", default="https://accounts.google.com/o/oauth2/auth")
 GOOGLE_TOKEN_URI = env.str("GOOGLE_TOKEN_URI", default="https://oauth2.googleapis.com/token")
 GOOGLE_REVOKE_URI = env.str("GOOGLE_REVOKE_URI", default="https://oauth2.googleapis.com/revoke")
+# Asked for the Gmail address only when the token answer carries no id_token; empty: never asked.
+GOOGLE_USERINFO_URI = env.str(
+    "GOOGLE_USERINFO_URI", default="https://openidconnect.googleapis.com/v1/userinfo"
+)
 GMAIL_SCOPES = [
     "https://www.googleapis.com/auth/gmail.modify",
     "https://www.googleapis.com/auth/userinfo.email",
@@ -234,6 +243,11 @@ GMAIL_SCOPES = [
 TOKEN_ENCRYPTION_KEYS = env.list("TOKEN_ENCRYPTION_KEYS", default=[])
 if not TOKEN_ENCRYPTION_KEYS and not (DEBUG or TESTING):
     raise ConfigError("TOKEN_ENCRYPTION_KEYS is required when DEBUG is off (see .env.example)")
+
+# --- Cutover ------------------------------------------------------------------------------
+# Domains whose API writes answer 503 (also switchable per domain in the admin).
+WRITES_FROZEN = env.list("WRITES_FROZEN", default=[])
+WRITES_FROZEN_RETRY_AFTER = env_int(env, "WRITES_FROZEN_RETRY_AFTER", 30)
 
 # --- KV store (legacy Replit Database) -------------------------------------------------------
 REPLIT_DB_URL = env.str("REPLIT_DB_URL", default="")

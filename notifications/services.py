@@ -19,6 +19,7 @@ from django.utils import timezone
 from credits import services as credit_services
 from credits.services import CreditResult
 from fivedocks.errors import Conflict, DomainError, NotFound
+from fivedocks.signals import user_data_changed
 from notifications import catalogue
 from notifications.catalogue import Kind
 from notifications.models import UserNotification
@@ -133,6 +134,7 @@ def _insert_flag(
     cachalot_invalidate(UserNotification)
     if inserted is None:
         return None
+    user_data_changed.send(sender=UserNotification, user_id=user_id, domain="notifications")
     return UserNotification.from_db(connection.alias, _FIELDS, [inserted[0], *values.values()])
 
 

@@ -1,0 +1,124 @@
+"""Billing endpoints: checkout, portal, the caller's subscription, Stripe's webhook, a staff report."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import selectors, services
+from billing.models import WebhookEventStatus
+from billing.serializers import (
+    ActiveWithCreditsRowSerializer,
+    CheckoutRequestSerializer,
+    RedirectSerializer,
+    ReportQuerySerializer,
+    SubscriptionSerializer,
+    WebhookAckSerializer,
+)
+from fivedocks.api import error_body
+
+_UPSTREAM = OpenApiResponse(description="Stripe failed or refused; `detail` gives its reason")
+
+
+class CheckoutView(APIView):
+    """Start a Stripe Checkout for a plan; the answer's `url` is Stripe's payment page."""
+
+    @extend_schema(
+        request=CheckoutRequestSerializer,
+        responses={
+            200: RedirectSerializer,
+            400: OpenApiResponse(description="Unknown plan"),
+            409: OpenApiResponse(description="Already subscribed: use the portal"),
+            502: _UPSTREAM,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        payload = CheckoutRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        url = services.start_checkout(user=request.user, plan=payload.validated_data["plan"])
+        return Response({"url": url})
+
+
+class PortalView(APIView):
+    """Open Stripe's billing portal (change plan, card, cancel) for the caller's customer."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: RedirectSerializer,
+            409: OpenApiResponse(description="No Stripe customer yet: checkout first"),
+            502: _UPSTREAM,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        return Response({"url": services.create_portal_session(user=request.user)})
+
+
+class SubscriptionView(APIView):
+    """The caller's subscription; a user without one gets the free tier (status `none`)."""
+
+    @extend_schema(responses=SubscriptionSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(SubscriptionSerializer(selectors.subscription_summary(user=request.user)).data)
+
+
+class WebhookView(APIView):
+    """Stripe's webhook: verified by signature (no session, no CSRF), stored, handled once.
+
+    200 for a handled, ignored (no handler) or already handled event; 400 for a bad signature or
+    payload (nothing stored); 500 when the handler failed (stored as failed: Stripe retries,
+    and staff can reprocess it).
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes: list = []
+
+    @extend_schema(
+        request={"application/json": {"type": "object"}},
+        responses={
+            200: WebhookAckSerializer,
+            400: OpenApiResponse(description="Bad or missing signature, or not an event"),
+            500: OpenApiResponse(description="Stored, but handling failed (will be retried)"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        recorded = services.record_event(
+            payload=request.body, sig_header=request.META.get("HTTP_STRIPE_SIGNATURE")
+        )
+        event = recorded.event
+        if event.status == WebhookEventStatus.FAILED:
+            detail = f"Event {event.event_id} was stored but handling failed; it will be retried."
+            return Response(
+                error_body(500, "webhook_handler_failed", detail),
+                status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            )
+        body = {
+            "received": True,
+            "event_id": event.event_id,
+            "status": event.status,
+            "duplicate": recorded.duplicate,
+        }
+        return Response(body)
+
+
+class ActiveWithCreditsReportView(generics.ListAPIView):
+    """Staff: users with a balance above `min_credits` and an active (or trialing) subscription."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = ActiveWithCreditsRowSerializer
+
+    @extend_schema(parameters=[ReportQuerySerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        query = ReportQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.users_with_credits_above_and_active_subscription(
+            min_credits=query.validated_data["min_credits"]
+        )
