@@ -38,6 +38,24 @@ class UnknownOperation(DomainError):
     code = "unknown_operation"
 
 
+class AmountOutOfRange(DomainError):
+    """A single change may move at most MAX_CHANGE credits."""
+
+    code = "amount_out_of_range"
+
+
+class BalanceLimit(Conflict):
+    """The balance would exceed MAX_BALANCE."""
+
+    code = "balance_limit"
+
+
+# Bounds far above any real use that keep every sum inside PostgreSQL's bigint: past them a
+# request is refused with a domain error instead of failing in the database (found by fuzzing).
+MAX_CHANGE = 1_000_000_000
+MAX_BALANCE = 10**15
+
+
 class IdempotencyKeyReused(Conflict):
     """This idempotency key was already used for a different operation."""
 
@@ -175,6 +193,7 @@ _UPDATE_SQL = f"""
            last_updated = %(now)s
      WHERE user_id = %(user_id)s
        AND (%(amount)s >= 0 OR balance + %(amount)s >= 0)
+       AND (%(amount)s <= 0 OR balance + %(amount)s <= %(max_balance)s)
  RETURNING balance, total_purchased, total_used, is_blocked
 """  # noqa: S608 - the table name is ours, every value is a parameter
 
@@ -215,6 +234,8 @@ def _apply_once(
     created_by=None,
 ) -> CreditResult:
     user_id = user.pk
+    if abs(amount) > MAX_CHANGE:
+        raise AmountOutOfRange(f"At most {MAX_CHANGE:,} credits can change in one operation.")
     if idempotency_key:
         previous = _replay(user_id=user_id, idempotency_key=idempotency_key, kind=kind, amount=amount)
         if previous is not None:
@@ -227,9 +248,18 @@ def _apply_once(
             with connection.cursor() as cursor:
                 cursor.execute(
                     _UPDATE_SQL,
-                    {"amount": amount, "purchased": purchased, "used": used, "now": now, "user_id": user_id},
+                    {
+                        "amount": amount,
+                        "purchased": purchased,
+                        "used": used,
+                        "now": now,
+                        "user_id": user_id,
+                        "max_balance": MAX_BALANCE,
+                    },
                 )
                 row = cursor.fetchone()
+            if row is None and amount > 0:
+                raise BalanceLimit(f"A balance cannot exceed {MAX_BALANCE:,} credits.")
             if row is None:
                 raise InsufficientCredits(
                     f"This needs {-amount} credits; the balance is lower.", required=-amount

@@ -168,7 +168,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "fivedocks.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fivedocks.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "fivedocks.schema.AutoSchema",  # documents the implied errors
     # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After).
     "DEFAULT_THROTTLE_RATES": {
         "credits-deduct": env.str("THROTTLE_DEDUCT", default="600/min"),
