@@ -7,17 +7,23 @@ read: the JSON below.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
+import time
 
 import django
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
 from accounts.models import User  # noqa: E402
+from billing import services as billing  # noqa: E402
+from billing.testing import make_event, signed_payload  # noqa: E402
 from credits import services as credits  # noqa: E402
+from gmail import services as gmail  # noqa: E402
 from notifications import services as notifications  # noqa: E402
 
 DOMAIN = "e2e.fivedocks.test"
@@ -46,10 +52,78 @@ def seed() -> dict:
     credits.deduct(user=customer["obj"], operation="email_search", idempotency_key="e2e-seed-2")
     credits.grant(user=customer["obj"], amount=300, kind="bonus", reason="e2e: welcome bonus")
 
-    made = {"staff": staff, "member": member, "customer": customer}
+    subscription = _subscribe(customer["obj"], plan="ugly-duckling")
+    gmail_tokens = _connect_gmail(customer["obj"], address="customer.inbox@example.com")
+    _connect_gmail(member["obj"], address="member.inbox@example.com")
+
+    made = {
+        "staff": staff,
+        "member": member,
+        "customer": customer,
+        "subscription": subscription,
+        "gmail": gmail_tokens,
+    }
     for entry in made.values():
-        entry.pop("obj")
+        entry.pop("obj", None)
     return made
+
+
+def _webhook(event_type: str, obj: dict, created: int) -> None:
+    """Deliver a signed Stripe event through the same service the webhook endpoint calls."""
+    payload, header = signed_payload(make_event(event_type, obj, created=created))
+    recorded = billing.record_event(payload=payload, sig_header=header)
+    assert recorded.event.status == "processed", (recorded.event.status, recorded.event.error)
+
+
+def _subscribe(user: User, *, plan: str) -> dict:
+    """An active subscription and its first paid invoice, as Stripe's webhooks would bring them."""
+    now = int(time.time())
+    customer_id, subscription_id = f"cus_e2e{user.pk}", f"sub_e2e{user.pk}"
+    price = settings.BILLING_PLANS[plan]["stripe_price"]
+    subscription = {
+        "id": subscription_id,
+        "object": "subscription",
+        "customer": customer_id,
+        "status": "active",
+        "cancel_at_period_end": False,
+        "metadata": {"user_id": str(user.pk), "plan": plan},
+        "items": {
+            "data": [
+                {
+                    "price": {"id": price},
+                    "current_period_start": now - 86400,
+                    "current_period_end": now + 29 * 86400,
+                }
+            ]
+        },
+    }
+    _webhook("customer.subscription.created", subscription, now - 60)
+    invoice = {
+        "id": f"in_e2e{user.pk}",
+        "object": "invoice",
+        "customer": customer_id,
+        "subscription": subscription_id,
+        "amount_paid": 900,
+        "currency": "usd",
+        "lines": {"data": [{"price": {"id": price}}]},
+    }
+    _webhook("invoice.paid", invoice, now - 30)
+    return {"customer_id": customer_id, "subscription_id": subscription_id, "plan": plan}
+
+
+def _connect_gmail(user: User, *, address: str) -> dict:
+    """A Gmail connection with fresh secret tokens (stored encrypted by the service)."""
+    access, refresh = f"ya29.e2e-{secrets.token_urlsafe(24)}", f"1//e2e-{secrets.token_urlsafe(32)}"
+    gmail.store_tokens(
+        user=user,
+        access_token=access,
+        refresh_token=refresh,
+        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        scopes=settings.GMAIL_SCOPES,
+        email=address,
+        display_name=user.username.title(),
+    )
+    return {"email": address, "access_token": access, "refresh_token": refresh}
 
 
 if __name__ == "__main__":

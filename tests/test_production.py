@@ -105,3 +105,25 @@ def test_deductions_are_throttled_with_a_clear_429(throttled_server: LiveServer,
     body = limited.json()
     assert body["status"] == 429 and body["code"] == "throttled"
     assert "Request was throttled" in body["detail"]
+
+
+def test_unsigned_webhook_is_400_in_the_error_shape(outside_server: LiveServer):
+    for headers in ({}, {"Stripe-Signature": "t=1,v1=deadbeef"}):
+        response = requests.post(
+            f"{outside_server.url}/api/billing/webhook/",
+            data=b'{"id": "evt_1", "type": "invoice.paid", "created": 1}',
+            headers={"Content-Type": "application/json", **headers},
+            timeout=10,
+        )
+        assert response.status_code == 400
+        body = response.json()
+        assert body["status"] == 400 and body["code"] == "invalid_webhook", body
+
+
+def test_webhook_is_throttled_with_a_clear_429(throttled_server: LiveServer):
+    url = f"{throttled_server.url}/api/billing/webhook/"
+    answers = [requests.post(url, data=b"{}", timeout=10) for _ in range(4)]
+    assert [a.status_code for a in answers[:3]] == [400, 400, 400]
+    assert answers[3].status_code == 429
+    assert int(answers[3].headers["Retry-After"]) > 0
+    assert answers[3].json()["code"] == "throttled"
