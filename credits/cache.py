@@ -9,7 +9,7 @@ other processes when the cache is per-process local memory.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -35,20 +35,37 @@ def key_for(user_id: int) -> str:
     return f"credits:balance:{user_id}"
 
 
+# The entry is a plain tuple in the dataclass's field order: cheaper to pickle, unpickle and
+# rebuild than a dict (and `dataclasses.asdict` deep-copies every field on each write).
+_VERSION = 5  # index of `version` in the tuple
+
+
+def _payload(snapshot: BalanceSnapshot) -> tuple:
+    return (
+        snapshot.balance,
+        snapshot.total_purchased,
+        snapshot.total_used,
+        snapshot.is_blocked,
+        snapshot.last_updated,
+        snapshot.version,
+    )
+
+
 def read(user_id: int) -> BalanceSnapshot | None:
     raw = cache.get(key_for(user_id))
     if raw is None:
         _MISS.inc()
         return None
     _HIT.inc()
-    return BalanceSnapshot(**raw)
+    return BalanceSnapshot(*raw)
 
 
 def store(user_id: int, snapshot: BalanceSnapshot) -> None:
-    current = cache.get(key_for(user_id))
-    if current is not None and current.get("version", 0) > snapshot.version:
+    key = key_for(user_id)
+    current = cache.get(key)
+    if current is not None and current[_VERSION] > snapshot.version:
         return
-    cache.set(key_for(user_id), asdict(snapshot), settings.CREDITS_BALANCE_CACHE_TTL)
+    cache.set(key, _payload(snapshot), settings.CREDITS_BALANCE_CACHE_TTL)
 
 
 def forget(user_id: int) -> None:

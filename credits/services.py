@@ -181,6 +181,11 @@ def ensure_account(*, user_id: int) -> None:
 
 
 _TABLE = CreditAccount._meta.db_table
+_LEDGER_TABLE = CreditTransaction._meta.db_table
+_LEDGER_FIELDS = CreditTransaction._meta.concrete_fields
+_LEDGER_COLUMNS = ", ".join(f.column for f in _LEDGER_FIELDS)
+_LEDGER_ATTNAMES = [f.attname for f in _LEDGER_FIELDS]
+_METADATA_FIELD = CreditTransaction._meta.get_field("metadata")
 
 # Totals follow the ledger: purchases raise total_purchased, deductions raise total_used,
 # refunds lower it; bonus, allowance, adjustment and migration rows leave both alone.
@@ -196,6 +201,24 @@ _UPDATE_SQL = f"""
        AND (%(amount)s <= 0 OR balance + %(amount)s <= %(max_balance)s)
  RETURNING balance, total_purchased, total_used, is_blocked
 """  # noqa: S608 - the table name is ours, every value is a parameter
+
+# The ledger row. A key this user already used inserts nothing (no row returned): the caller
+# rolls the balance change back and answers with the first result.
+_INSERT_SQL = f"""
+    INSERT INTO {_LEDGER_TABLE} ({_LEDGER_COLUMNS})
+    VALUES ({", ".join("DEFAULT" if name == "id" else f"%({name})s" for name in _LEDGER_ATTNAMES)})
+        ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+ RETURNING id
+"""  # noqa: S608 - table and column names are ours, every value is a parameter
+
+# At most one row (unique per user and key). `.raw()` still applies the fields' converters.
+_REPLAY_SQL = f"""
+    SELECT {_LEDGER_COLUMNS} FROM {_LEDGER_TABLE} WHERE user_id = %s AND idempotency_key = %s
+"""  # noqa: S608 - table and column names are ours, every value is a parameter
+
+
+class _KeyAlreadyUsed(Exception):
+    """Raised inside the transaction to roll it back when the ledger already holds the key."""
 
 
 def _totals_delta(kind: str, amount: int) -> tuple[int, int]:
@@ -233,30 +256,33 @@ def _apply_once(
     metadata: dict | None,
     created_by=None,
 ) -> CreditResult:
+    """One transaction: the conditional UPDATE, then the ledger row with its balance_after.
+
+    The hot path is two statements. A replayed key is not looked up first: the unique key makes
+    the ledger INSERT insert nothing, the transaction rolls back (changing nothing) and the first
+    result is returned. An account is created only when the UPDATE finds none.
+    """
     user_id = user.pk
     if abs(amount) > MAX_CHANGE:
         raise AmountOutOfRange(f"At most {MAX_CHANGE:,} credits can change in one operation.")
-    if idempotency_key:
-        previous = _replay(user_id=user_id, idempotency_key=idempotency_key, kind=kind, amount=amount)
-        if previous is not None:
-            return previous
+    purchased, used = _totals_delta(kind, amount)
+    now = timezone.now()
     try:
-        with transaction.atomic():
-            ensure_account(user_id=user_id)
-            purchased, used = _totals_delta(kind, amount)
-            now = timezone.now()
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _UPDATE_SQL,
-                    {
-                        "amount": amount,
-                        "purchased": purchased,
-                        "used": used,
-                        "now": now,
-                        "user_id": user_id,
-                        "max_balance": MAX_BALANCE,
-                    },
-                )
+        with transaction.atomic(), connection.cursor() as cursor:
+            account = {
+                "amount": amount,
+                "purchased": purchased,
+                "used": used,
+                "now": now,
+                "user_id": user_id,
+                "max_balance": MAX_BALANCE,
+            }
+            cursor.execute(_UPDATE_SQL, account)
+            row = cursor.fetchone()
+            if row is None:
+                # Not enough credits, or no account yet (a missing account reads as 0).
+                ensure_account(user_id=user_id)
+                cursor.execute(_UPDATE_SQL, account)
                 row = cursor.fetchone()
             if row is None and amount > 0:
                 raise BalanceLimit(f"A balance cannot exceed {MAX_BALANCE:,} credits.")
@@ -265,16 +291,27 @@ def _apply_once(
                     f"This needs {-amount} credits; the balance is lower.", required=-amount
                 )
             balance, total_purchased, total_used, is_blocked = row
-            entry = CreditTransaction.objects.create(
-                user_id=user_id,
-                amount=amount,
-                type=kind,
-                reason=reason,
-                balance_after=balance,
-                metadata=metadata or {},
-                idempotency_key=idempotency_key or None,
-                created_by=created_by,
-                created_at=now,
+            values = {
+                "amount": amount,
+                "type": kind,
+                "reason": reason,
+                "balance_after": balance,
+                "metadata": metadata or {},
+                "idempotency_key": idempotency_key or None,
+                "created_at": now,
+                "created_by_id": created_by.pk if created_by is not None else None,
+                "user_id": user_id,
+            }
+            cursor.execute(
+                _INSERT_SQL,
+                {**values, "metadata": _METADATA_FIELD.get_db_prep_save(values["metadata"], connection)},
+            )
+            inserted = cursor.fetchone()
+            if inserted is None:
+                raise _KeyAlreadyUsed
+            values["id"] = inserted[0]
+            entry = CreditTransaction.from_db(
+                connection.alias, _LEDGER_ATTNAMES, [values[name] for name in _LEDGER_ATTNAMES]
             )
             snapshot = balance_cache.BalanceSnapshot(
                 balance=balance,
@@ -286,18 +323,23 @@ def _apply_once(
             )
             transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
             user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
-    except IntegrityError:
-        # A concurrent request with the same key committed first: answer with its result.
+    except (_KeyAlreadyUsed, InsufficientCredits, BalanceLimit, IntegrityError) as exc:
+        # Rolled back, nothing changed. A key used before (perhaps by a concurrent request that
+        # committed first) answers with its first result, even when the balance is now too low.
         if idempotency_key:
             previous = _replay(user_id=user_id, idempotency_key=idempotency_key, kind=kind, amount=amount)
             if previous is not None:
                 return previous
+        if isinstance(exc, _KeyAlreadyUsed):
+            raise Conflict("The idempotency key is in use; retry.") from None
         raise
+    if created_by is not None:
+        entry.created_by = created_by
     return CreditResult(transaction=entry, replayed=False)
 
 
 def _replay(*, user_id: int, idempotency_key: str, kind: str, amount: int) -> CreditResult | None:
-    previous = CreditTransaction.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
+    previous = next(iter(CreditTransaction.objects.raw(_REPLAY_SQL, [user_id, idempotency_key])), None)
     if previous is None:
         return None
     if previous.type != kind or previous.amount != amount:

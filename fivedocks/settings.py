@@ -119,7 +119,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache: local memory unless CACHE_URL says otherwise -------------------------------------
-CACHES = {"default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))}
+CACHES = {
+    "default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks?max_entries=100000"))
+}
 # Our counting backends subclass LocMemCache/RedisCache, which cachalot supports; its check
 # compares class paths literally, so it is silenced for exactly those two.
 SILENCED_SYSTEM_CHECKS = (
@@ -251,6 +253,20 @@ WRITES_FROZEN_RETRY_AFTER = env_int(env, "WRITES_FROZEN_RETRY_AFTER", 30)
 
 # --- KV store (legacy Replit Database) -------------------------------------------------------
 REPLIT_DB_URL = env.str("REPLIT_DB_URL", default="")
+# The KV mirror: "off", "on" (every domain) or a comma-separated list of domains whose committed
+# changes are written back to the KV store (through the outbox drained by `manage.py kvmirror`).
+_kv_mirror = env.str("KV_MIRROR", default="off").strip().lower()
+KV_MIRROR = (
+    frozenset()
+    if _kv_mirror in {"", "off", "0", "false", "no"}
+    else frozenset({"credits", "billing", "gmail", "notifications"})
+    if _kv_mirror in {"on", "1", "true", "yes", "all"}
+    else frozenset(part.strip() for part in _kv_mirror.split(",") if part.strip())
+)
+_unknown_mirror = KV_MIRROR - {"credits", "billing", "gmail", "notifications"}
+if _unknown_mirror:
+    raise ConfigError(f"KV_MIRROR names unknown domains: {', '.join(sorted(_unknown_mirror))}")
+KV_MIRROR_TARGET = env.str("KV_MIRROR_TARGET", default="")
 
 # --- Observability ------------------------------------------------------------------------
 # /metrics answers staff users, or `Authorization: Bearer $METRICS_TOKEN` for a scraper.

@@ -110,3 +110,10 @@ def test_check_deploy_is_clean_with_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_default_local_cache_holds_many_balances(settings):
+    # Django's default of 300 entries would evict balances once a few hundred users are active.
+    from django.core.cache import cache
+
+    assert cache._max_entries >= 100_000
