@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 
 from cutover import services
-from cutover.models import WriteFreeze
+from cutover.drain import lag_seconds
+from cutover.models import KvOutbox, WriteFreeze
 
 
 @admin.register(WriteFreeze)
@@ -30,3 +31,37 @@ class WriteFreezeAdmin(admin.ModelAdmin):
         for row in queryset:
             services.set_freeze(domain=row.domain, frozen=False)
         self.message_user(request, "Writes open again.", messages.SUCCESS)
+
+
+@admin.register(KvOutbox)
+class KvOutboxAdmin(admin.ModelAdmin):
+    """The mirror's backlog: lag (oldest undrained change) and failures at a glance."""
+
+    list_display = ("id", "key", "domain", "operation", "created_at", "attempts", "last_error")
+    list_filter = ("domain",)
+    search_fields = ("key",)
+    readonly_fields = ("key", "domain", "created_at", "attempts", "last_error")
+    exclude = ("value",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="operation")
+    def operation(self, obj: KvOutbox) -> str:
+        return "delete" if obj.value is None else "set"
+
+    def changelist_view(self, request, extra_context=None):
+        failing = KvOutbox.objects.filter(attempts__gt=0).count()
+        lag = lag_seconds()
+        self.message_user(
+            request,
+            f"Mirror lag: {lag:.0f} s (oldest undrained change); rows with failed attempts: {failing}.",
+            messages.WARNING if failing or lag > 60 else messages.INFO,
+        )
+        return super().changelist_view(request, extra_context)
