@@ -70,3 +70,7 @@ def store(user_id: int, snapshot: BalanceSnapshot) -> None:
 
 def forget(user_id: int) -> None:
     cache.delete(key_for(user_id))
+
+
+def forget_many(user_ids) -> None:
+    cache.delete_many([key_for(user_id) for user_id in user_ids])

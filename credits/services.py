@@ -8,10 +8,13 @@ first result and changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from typing import Protocol
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -380,3 +383,184 @@ def monthly_top_up(*, user, month: date | None = None) -> CreditResult | None:
         if not result.replayed:
             CreditAccount.objects.filter(user_id=user.pk).update(last_top_up=result.transaction.created_at)
     return result
+
+
+# --- bulk load of migrated accounts (kvmigrate) ----------------------------------------------
+
+
+class MigratedEntry(Protocol):
+    """A history entry from the legacy store (kvmigrate.transforms.LedgerRow has this shape)."""
+
+    amount: int
+    type: str
+    reason: str
+    created_at: datetime
+    idempotency_key: str
+    metadata: dict
+
+
+class MigratedAccount(Protocol):
+    """An account from the legacy store (kvmigrate.transforms.AccountRow has this shape)."""
+
+    user_id: int
+    balance: int
+    total_used: int
+    total_purchased: int | None  # None: the ledger's purchases
+    is_blocked: bool
+    monthly_allowance: int | None
+    last_top_up: datetime | None
+    created_at: datetime | None
+    last_updated: datetime | None
+    metadata: dict
+    history: Sequence[MigratedEntry]
+    migration_key: str  # idempotency key of the row that balances the ledger
+    migration_metadata: dict
+
+
+@dataclass(frozen=True)
+class MigratedAccountsResult:
+    created: frozenset[int]  # users whose account row is new
+    ledger_rows: int  # ledger rows inserted
+
+
+_LEDGER = CreditTransaction._meta.db_table
+_LOCK_SQL = f"SELECT user_id FROM {_TABLE} WHERE user_id = ANY(%s) ORDER BY user_id FOR UPDATE"  # noqa: S608
+_SUMS_SQL = f"""
+    SELECT user_id, SUM(amount)::bigint,
+           COALESCE(SUM(amount) FILTER (WHERE type = 'purchase'), 0)::bigint,
+           COALESCE(-SUM(amount) FILTER (WHERE type IN ('deduction', 'refund')), 0)::bigint
+      FROM {_LEDGER} WHERE user_id = ANY(%s) GROUP BY user_id
+"""  # noqa: S608
+_KEYS_SQL = f"""
+    SELECT user_id, idempotency_key FROM {_LEDGER}
+     WHERE user_id = ANY(%s) AND idempotency_key = ANY(%s)
+"""  # noqa: S608
+_LEDGER_COLUMNS = (
+    "user_id", "amount", "type", "reason", "balance_after", "metadata", "idempotency_key", "created_at",
+)  # fmt: skip
+_ACCOUNT_COLUMNS = (
+    "user_id", "balance", "total_purchased", "total_used", "opening_total_purchased", "opening_total_used",
+    "is_blocked", "monthly_allowance", "last_top_up", "metadata", "last_updated", "created_at",
+)  # fmt: skip
+_UPSERT_ACCOUNTS_SQL = f"""
+    INSERT INTO {_TABLE} (user_id, balance, total_purchased, total_used, opening_total_purchased,
+                          opening_total_used, is_blocked, monthly_allowance, last_top_up, metadata,
+                          last_updated, created_at)
+    SELECT u, b, tp, tu, otp, otu, blk, ma, ltu, m::jsonb, lu, c
+      FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+                  %s::boolean[], %s::integer[], %s::timestamptz[], %s::text[], %s::timestamptz[],
+                  %s::timestamptz[]) AS x(u, b, tp, tu, otp, otu, blk, ma, ltu, m, lu, c)
+    ON CONFLICT (user_id) DO UPDATE SET
+        balance = EXCLUDED.balance, total_purchased = EXCLUDED.total_purchased,
+        total_used = EXCLUDED.total_used, opening_total_purchased = EXCLUDED.opening_total_purchased,
+        opening_total_used = EXCLUDED.opening_total_used, is_blocked = EXCLUDED.is_blocked,
+        monthly_allowance = EXCLUDED.monthly_allowance, last_top_up = EXCLUDED.last_top_up,
+        metadata = EXCLUDED.metadata, last_updated = EXCLUDED.last_updated, created_at = EXCLUDED.created_at
+"""  # noqa: S608
+
+
+_ENCODER = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _dumps(value: dict | str) -> str:
+    """Compact JSON; a str is taken as JSON already (a caller may serialize ahead of the batch)."""
+    return value if isinstance(value, str) else _ENCODER.encode(value)
+
+
+def _copy(cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """COPY rows into a table (text format: psycopg's C dumpers, no SQL to build or parse)."""
+    if not rows:
+        return
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    # The raw psycopg cursor raises psycopg's errors: wrapped, they are Django's DatabaseError.
+    with connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAccountsResult:
+    """Write migrated accounts and their history in the caller's transaction (one batch).
+
+    For every account: its history entries not yet in the ledger (by idempotency key) are
+    appended, plus one `migration` row for whatever the history does not explain, so the ledger
+    sums to the migrated balance exactly (the discrepancy is in that row's metadata). On a fresh
+    account the migration row opens the ledger (it comes first); on an account that already has
+    rows (a re-run of a record that changed in the store, or rows the app wrote) the new entries
+    follow the existing ones and the migration row closes the gap. The account's totals are the
+    store's; what the ledger does not explain becomes the opening totals credits_reconcile
+    counts from. One statement per step for the whole batch; existing accounts are locked first.
+    The balance cache entries are forgotten once the transaction commits.
+
+    The KV mirror's `user_data_changed` is deliberately not sent: the store is the source here.
+    """
+    if not records:
+        return MigratedAccountsResult(frozenset(), 0)
+    by_user = {record.user_id: record for record in records}
+    if len(by_user) != len(records):
+        raise DomainError("Each user may appear once per batch of migrated accounts.")
+    user_ids = sorted(by_user)
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [user_ids])
+        existing = {row[0] for row in cursor.fetchall()}
+        cursor.execute(_SUMS_SQL, [user_ids])
+        sums = {row[0]: (row[1], row[2], row[3]) for row in cursor.fetchall()}
+        known: set[tuple[int, str]] = set()
+        with_rows = [uid for uid in user_ids if uid in sums]
+        if with_rows:
+            keys = [e.idempotency_key for uid in with_rows for e in by_user[uid].history]
+            keys += [by_user[uid].migration_key for uid in with_rows]
+            cursor.execute(_KEYS_SQL, [with_rows, keys])
+            known = {(row[0], row[1]) for row in cursor.fetchall()}
+
+        ledger_rows: list[tuple] = []
+        fresh_accounts: list[tuple] = []
+        existing_accounts: list[tuple] = []
+        for uid in user_ids:
+            record = by_user[uid]
+            total, purchased, used = sums.get(uid, (0, 0, 0))
+            new = [e for e in record.history if (uid, e.idempotency_key) not in known]
+            new.sort(key=lambda e: e.created_at)  # stable: equal times keep the store's order
+            gap = record.balance - total - sum(e.amount for e in new)
+            created_at = record.created_at or min((e.created_at for e in record.history), default=None)
+            created_at = created_at or record.last_updated or now
+            last_updated = record.last_updated or created_at
+            rows: list[tuple] = []
+            migration = None
+            if gap:
+                meta = {**record.migration_metadata, "discrepancy": gap, "balance": record.balance}
+                key = record.migration_key
+                if (uid, key) in known:  # same store value, but the ledger moved since: a new row
+                    key = f"{key}@{now.isoformat()}"
+                migration = (gap, Type.MIGRATION, "Balance carried over from the legacy store", meta, key)
+            if migration and uid not in sums:  # opening row of a fresh ledger
+                first = min((e.created_at for e in new), default=created_at)
+                rows.append((*migration, min(first, created_at)))
+                migration = None
+            rows.extend(
+                (e.amount, e.type, e.reason, e.metadata, e.idempotency_key, e.created_at) for e in new
+            )
+            if migration:  # closing row after what the ledger already had
+                rows.append((*migration, max([last_updated, *(e.created_at for e in new)])))
+            running = total
+            for amount, kind, reason, meta, key, at in rows:
+                running += amount
+                ledger_rows.append((uid, amount, kind, reason, running, _dumps(meta), key, at))
+                if kind == Type.PURCHASE:
+                    purchased += amount
+                elif kind in (Type.DEDUCTION, Type.REFUND):
+                    used -= amount
+            total_purchased = purchased if record.total_purchased is None else record.total_purchased
+            values = (
+                uid, record.balance, total_purchased, record.total_used, total_purchased - purchased,
+                record.total_used - used, record.is_blocked, record.monthly_allowance, record.last_top_up,
+                _dumps(record.metadata), last_updated, created_at,
+            )  # fmt: skip
+            (existing_accounts if uid in existing else fresh_accounts).append(values)
+        # New rows go in with COPY (the fastest path PostgreSQL has); existing accounts are upserted.
+        _copy(cursor, _LEDGER, _LEDGER_COLUMNS, ledger_rows)
+        _copy(cursor, _TABLE, _ACCOUNT_COLUMNS, fresh_accounts)
+        if existing_accounts:
+            cursor.execute(_UPSERT_ACCOUNTS_SQL, [list(col) for col in zip(*existing_accounts, strict=True)])
+        transaction.on_commit(lambda: balance_cache.forget_many(user_ids))
+    return MigratedAccountsResult(frozenset(set(user_ids) - existing), len(ledger_rows))

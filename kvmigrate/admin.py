@@ -1,0 +1,125 @@
+"""Staff screens for migration runs and quarantined records: read-only, the command does the work."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+
+from kvmigrate.models import MigratedRecord, MigrationRun, QuarantinedRecord
+
+RAW_PREVIEW = 80
+COUNT_NAMES = ("read", "created", "updated", "unchanged", "quarantined", "skipped", "verified", "mismatched")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_staff
+
+
+def _total(name: str):
+    @admin.display(description=name)
+    def column(self, obj: MigrationRun) -> int:
+        return obj.total(name)
+
+    return column
+
+
+@admin.register(MigrationRun)
+class MigrationRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id", "mode", "status", "started_at", "finished_at", "source", "read", "created", "updated",
+        "quarantined", "mismatched",
+    )  # fmt: skip
+    list_filter = ("status", "mode")
+    ordering = ("-started_at", "-id")
+    fields = (
+        "mode",
+        "status",
+        "source",
+        "options",
+        "started_at",
+        "finished_at",
+        "pid",
+        "error",
+        "counts_table",
+    )
+    readonly_fields = fields
+
+    read = _total("read")
+    created = _total("created")
+    updated = _total("updated")
+    quarantined = _total("quarantined")
+    mismatched = _total("mismatched")
+
+    @admin.display(description="counts per domain")
+    def counts_table(self, obj: MigrationRun) -> str:
+        counts = obj.counts or {}
+        if not counts:
+            return "-"
+        header = format_html_join("", "<th>{}</th>", ((name,) for name in COUNT_NAMES))
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th>{}</tr>",
+            (
+                (domain, format_html_join("", "<td>{}</td>", ((values.get(n, 0),) for n in COUNT_NAMES)))
+                for domain, values in counts.items()
+                if isinstance(values, dict)
+            ),
+        )
+        return format_html("<table><tr><th>domain</th>{}</tr>{}</table>", header, rows)
+
+
+class ResolvedFilter(admin.SimpleListFilter):
+    title = "resolved"
+    parameter_name = "resolved"
+
+    def lookups(self, request, model_admin):
+        return [("no", "still quarantined"), ("yes", "moved by a later run")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(resolved_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
+
+@admin.register(QuarantinedRecord)
+class QuarantinedRecordAdmin(ReadOnlyAdmin):
+    list_display = ("key", "reason_code", "raw_preview", "run", "created_at", "resolved_at")
+    list_filter = ("reason_code", ResolvedFilter, "run")
+    search_fields = ("key", "reason")
+    ordering = ("-created_at", "-id")
+    fields = (
+        "key", "reason_code", "reason", "run", "created_at", "resolved_at", "fingerprint", "escaped",
+        "raw_full",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="raw value")
+    def raw_preview(self, obj: QuarantinedRecord) -> str:
+        raw = obj.raw_value
+        return raw if len(raw) <= RAW_PREVIEW else raw[: RAW_PREVIEW - 1] + "…"
+
+    @admin.display(description="raw value (as stored in the KV store)")
+    def raw_full(self, obj: QuarantinedRecord) -> str:
+        return format_html(
+            '<pre style="white-space: pre-wrap; word-break: break-all">{}</pre>', obj.raw_value
+        )
+
+
+@admin.register(MigratedRecord)
+class MigratedRecordAdmin(ReadOnlyAdmin):
+    list_display = ("key", "family", "domains", "user_id", "run", "updated_at")
+    list_filter = ("family",)
+    search_fields = ("key",)
+    ordering = ("key",)

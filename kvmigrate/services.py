@@ -1,0 +1,322 @@
+"""A kvmigrate run: users first, then load + verify (or verify only, or reverse), recorded.
+
+One run at a time (a PostgreSQL advisory lock); each batch is its own transaction, so a run
+killed part-way leaves whole batches and the next run completes it (unchanged records are
+skipped by their fingerprint). A dry run does all the work inside one transaction that is
+rolled back at the end: it writes nothing, not even its run row, and moves no sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import report, users
+from .load import ALL_DOMAINS, Context, load_batch
+from .models import MigrationRun
+from .report import Counts
+from .sources import SourceError, open_source, open_writer
+from .verify import verify_batch
+
+logger = logging.getLogger(__name__)
+
+LOCK_ID = 0x6B766D67  # "kvmg": one kvmigrate run at a time per database (the KV drainer has its own)
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad arguments, or a store/export that cannot be opened: exit code 2."""
+
+
+class RunFailed(Exception):
+    """The run could not go on: exit code 1."""
+
+
+@dataclass
+class Options:
+    source: str | None = None
+    only: frozenset[str] = frozenset(ALL_DOMAINS)
+    dry_run: bool = False
+    batch_size: int = 500
+    verify_only: bool = False
+    reverse: bool = False
+    target: str | None = None
+    report: str | None = None
+    users_from: str | None = None
+    users_table: str = users.DEFAULT_TABLE
+    users_columns: tuple[str, ...] = users.DEFAULT_COLUMNS
+    progress: bool = False
+
+    @property
+    def mode(self) -> str:
+        if self.reverse:
+            return MigrationRun.Mode.REVERSE
+        return MigrationRun.Mode.VERIFY if self.verify_only else MigrationRun.Mode.MIGRATE
+
+    def recorded(self) -> dict[str, Any]:
+        """The options as the run row records them (secrets masked)."""
+        return {
+            "only": sorted(self.only),
+            "dry_run": self.dry_run,
+            "batch_size": self.batch_size,
+            "verify_only": self.verify_only,
+            "reverse": self.reverse,
+            "target": _describe_target(self.target) if self.target else None,
+            "users_from": users.describe(self.users_from) if self.users_from else None,
+            "users_table": self.users_table,
+            "users_columns": list(self.users_columns),
+            "report": self.report,
+        }
+
+
+@dataclass
+class Result:
+    exit_code: int
+    counts: Counts
+    report: dict[str, Any]
+    run: MigrationRun | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def _describe_target(spec: str) -> str:
+    from .sources import mask_url
+
+    return mask_url(spec) if "://" in spec else spec
+
+
+class _Progress:
+    """A tqdm bar per (phase, domain) on a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bars: dict[tuple[str, str], Any] = {}
+
+    def update(self, phase: str, counts: Counts) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        for domain, counter in counts.as_dict().items():
+            bar = self.bars.get((phase, domain))
+            if bar is None:
+                bar = tqdm(desc=f"{phase:>7} {domain:<13}", unit=" rec", position=len(self.bars), leave=True)
+                self.bars[(phase, domain)] = bar
+            bar.update(counter["read"])
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def execute(options: Options) -> Result:
+    """Run kvmigrate with `options`; never raises for bad data (quarantined), only for usage/failure."""
+    _check_options(options)
+    if options.users_from:
+        _check_users_source(options)
+    source_desc = _source_description(options)
+    counts = Counts()
+    progress = _Progress(options.progress)
+    run: MigrationRun | None = None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_ID])
+        if not cursor.fetchone()[0]:
+            raise RunFailed("another kvmigrate run holds the lock on this database; try again when it ends")
+        # A batch's commit need not wait for its WAL flush: a server crash could lose the last
+        # few committed batches, and their fingerprints with them (same transactions), so the
+        # next run simply moves them again.
+        cursor.execute("SET synchronous_commit TO off")
+    try:
+        if not options.dry_run:
+            MigrationRun.objects.filter(status=MigrationRun.Status.RUNNING).update(
+                status=MigrationRun.Status.INTERRUPTED, finished_at=timezone.now()
+            )
+            run = MigrationRun.objects.create(
+                mode=options.mode, source=source_desc, options=options.recorded(), pid=os.getpid()
+            )
+        ctx = Context(only=options.only, run=run)
+        try:
+            if options.dry_run:
+                with transaction.atomic():
+                    _stages(options, ctx, counts, progress, run)
+                    transaction.set_rollback(True)
+            else:
+                _stages(options, ctx, counts, progress, run)
+        except BaseException as exc:
+            progress.close()
+            if run is not None:
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                run.status = MigrationRun.Status.INTERRUPTED if interrupted else MigrationRun.Status.FAILED
+                run.error = f"{type(exc).__name__}: {exc}"[:2000]
+                run.finished_at = timezone.now()
+                run.counts = counts.as_dict()
+                run.save(update_fields=["status", "error", "finished_at", "counts"])
+            raise
+        progress.close()
+        exit_code = EXIT_ATTENTION if counts.needs_attention else EXIT_OK
+        finished = timezone.now()
+        if run is not None:
+            run.status = MigrationRun.Status.ATTENTION if exit_code else MigrationRun.Status.SUCCEEDED
+            run.finished_at = finished
+            run.counts = counts.as_dict()
+            run.save(update_fields=["status", "finished_at", "counts"])
+        data = report.build(
+            counts,
+            run=run.pk if run else None,
+            mode=options.mode,
+            dry_run=options.dry_run,
+            source=source_desc,
+            options=options.recorded(),
+            status=run.status if run else ("dry-run" if not exit_code else "dry-run, attention"),
+            exit_code=exit_code,
+            finished_at=finished.isoformat(),
+        )
+        if options.report:
+            report.write(options.report, data)
+        return Result(exit_code=exit_code, counts=counts, report=data, run=run)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
+
+
+def _check_options(options: Options) -> None:
+    unknown = options.only - set(ALL_DOMAINS)
+    if unknown or not options.only:
+        raise UsageError(
+            f"--only takes domains among {', '.join(ALL_DOMAINS)} (got {', '.join(sorted(unknown))})"
+        )
+    if options.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if options.reverse and not options.target:
+        raise UsageError("--reverse needs --target URL|PATH (where to write the records)")
+    if options.target and not options.reverse:
+        raise UsageError("--target is only used with --reverse")
+    if options.reverse and options.verify_only:
+        raise UsageError("--reverse and --verify-only do not go together")
+    if len(options.users_columns) != 4:
+        raise UsageError("--users-columns takes four names: id,email,username,created_at")
+
+
+def _check_users_source(options: Options) -> None:
+    batches = users.iter_batches(
+        options.users_from, table=options.users_table, columns=options.users_columns, batch_size=1
+    )
+    try:
+        next(batches, None)
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        batches.close()
+
+
+def _source_description(options: Options) -> str:
+    if options.reverse:
+        return _describe_target(options.target)
+    try:
+        with open_source(options.source) as source:
+            return source.describe()
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress, run) -> None:
+    if options.users_from:
+        _import_users(options, ctx, counts, progress, run)
+    if options.reverse:
+        _reverse(options, counts, progress, run)
+        return
+    if options.verify_only:
+        _pass("verify", verify_batch, options, ctx, counts, progress, run)
+        return
+    _pass("load", load_batch, options, ctx, counts, progress, run)
+    # After a load, verify adds its outcomes; what was read, skipped or quarantined is the load's.
+    _pass("verify", verify_batch, options, ctx, counts, progress, run, keep=("verified", "mismatched"))
+
+
+def _save_counts(run: MigrationRun | None, counts: Counts) -> None:
+    if run is not None:
+        MigrationRun.objects.filter(pk=run.pk).update(counts=counts.as_dict())
+
+
+def _import_users(options: Options, ctx: Context, counts: Counts, progress: _Progress, run) -> None:
+    for raw_rows in users.iter_batches(
+        options.users_from, table=options.users_table, columns=options.users_columns, batch_size=1000
+    ):
+        batch = users.import_batch(raw_rows, run_id=ctx.run_id)
+        counts.merge(batch)
+        progress.update("users", batch)
+        _save_counts(run, counts)
+    if not options.dry_run:  # sequences ignore rollbacks: a dry run must not move it
+        users.move_sequence()
+
+
+def _pass(
+    phase: str,
+    step: Callable[[list[tuple[str, str]], Context], Counts],
+    options: Options,
+    ctx: Context,
+    counts: Counts,
+    progress: _Progress,
+    run,
+    keep: tuple[str, ...] | None = None,
+) -> None:
+    try:
+        with open_source(options.source) as source:
+            for items in source.iter_batches(options.batch_size):
+                batch = step(items, ctx)
+                if keep is not None:
+                    batch = batch.only(keep)
+                counts.merge(batch)
+                progress.update(phase, batch)
+                _save_counts(run, counts)
+    except SourceError as exc:
+        raise RunFailed(f"{phase}: {exc}") from None
+
+
+def _reverse(options: Options, counts: Counts, progress: _Progress, run) -> None:
+    from .reverse import reverse
+
+    if options.dry_run:
+        from .reverse import render_batch, user_batches
+
+        for users_batch in user_batches(options.batch_size):
+            batch = Counts()
+            for key, _ in render_batch(users_batch, options.only):
+                domain = {"user_credits": "credits", "user_tokens": "gmail"}.get(
+                    key.partition(":")[0], "accounts"
+                )
+                batch.add(domain, "read")
+                batch.add(domain, "skipped")
+            counts.merge(batch)
+            progress.update("reverse", batch)
+        return
+    try:
+        writer = open_writer(options.target)
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
+    ok = False
+    try:
+        counts.merge(
+            reverse(writer, only=options.only, batch_size=options.batch_size,
+                    progress=lambda b: progress.update("reverse", b))
+        )  # fmt: skip
+        ok = True
+    except SourceError as exc:
+        raise RunFailed(f"reverse: {exc}") from None
+    finally:
+        if not ok and hasattr(writer, "abort"):
+            writer.abort()
+        else:
+            writer.close()
+    _save_counts(run, counts)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
