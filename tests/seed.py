@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import tempfile
 import time
+from pathlib import Path
 
 import django
 
@@ -24,6 +26,7 @@ from billing import services as billing  # noqa: E402
 from billing.testing import make_event, signed_payload  # noqa: E402
 from credits import services as credits  # noqa: E402
 from gmail import services as gmail  # noqa: E402
+from kvmigrate import services as kvmigrate  # noqa: E402
 from notifications import services as notifications  # noqa: E402
 
 DOMAIN = "e2e.fivedocks.test"
@@ -56,7 +59,12 @@ def seed() -> dict:
     gmail_tokens = _connect_gmail(customer["obj"], address="customer.inbox@example.com")
     _connect_gmail(member["obj"], address="member.inbox@example.com")
 
+    legacy = _user("legacy")
+    broken = _user("broken")
+    migration = _migrate_from_kv(legacy["obj"], broken["obj"])
+
     made = {
+        "migration": migration,
         "staff": staff,
         "member": member,
         "customer": customer,
@@ -124,6 +132,31 @@ def _connect_gmail(user: User, *, address: str) -> dict:
         display_name=user.username.title(),
     )
     return {"email": address, "access_token": access, "refresh_token": refresh}
+
+
+def _migrate_from_kv(legacy: User, broken: User) -> dict:
+    """A kvmigrate run over a small KV export: one good record, one that must be quarantined."""
+    broken_key = f"user_credits:{broken.pk}"
+    broken_raw = '{"currentBalance": 180, "totalUsed": '  # cut short: not JSON
+    records = [
+        {
+            "key": f"user_credits:{legacy.pk}",
+            "value": {"currentBalance": 180, "totalUsed": 70, "notifications": [None, 1]},
+        },
+        {"key": broken_key, "value": broken_raw},
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kv-export.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        result = kvmigrate.execute(kvmigrate.Options(source=str(path)))
+    assert result.exit_code == kvmigrate.EXIT_ATTENTION, result.report
+    return {
+        "run_id": result.run.pk,
+        "status": result.run.status,
+        "quarantined_key": broken_key,
+        "quarantined_raw": broken_raw,
+        "migrated_key": f"user_credits:{legacy.pk}",
+    }
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Staff log in through the admin's own login form and do what support does: find a user by email,
 read the balance and ledger, grant credits with a reason, look at a subscription and a Gmail
-connection (tokens masked). A non-staff user gets no admin. Every screen is saved as a PNG under
-test-output/screenshots/.
+connection (tokens masked), quarantined KV records and a kvmigrate run. A non-staff user gets no
+admin. Every screen is saved as a PNG under test-output/screenshots/.
 """
 
 from __future__ import annotations
@@ -176,6 +176,33 @@ def test_a_gmail_connection_with_its_tokens_masked(staff_page, outside_server: L
     shot(page, "09-gmail-connection")
 
 
+def test_quarantined_records_and_a_kvmigrate_run(staff_page, outside_server: LiveServer, seed):
+    page = staff_page
+    migration = seed["migration"]
+    page.goto(f"{outside_server.url}/admin/kvmigrate/quarantinedrecord/")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    row = rows.first.inner_text()
+    assert migration["quarantined_key"] in row and "bad_json" in row and f"run {migration['run_id']}" in row
+    shot(page, "10-quarantined-records")
+    rows.first.locator("a").first.click()
+    page.wait_for_load_state()
+    assert migration["quarantined_raw"] in page.locator(".field-raw_full pre").inner_text()
+    shot(page, "11-quarantined-record")
+
+    page.goto(f"{outside_server.url}/admin/kvmigrate/migrationrun/")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    run = rows.first.inner_text().lower()
+    assert "migrate" in run and "attention" in run and "kv-export.jsonl" in run
+    shot(page, "12-kvmigrate-runs")
+    rows.first.locator("a").first.click()
+    page.wait_for_load_state()
+    counts = page.locator(".field-counts_table table").inner_text()
+    assert "credits" in counts and "quarantined" in counts
+    shot(page, "13-kvmigrate-run")
+
+
 def test_a_non_staff_user_gets_no_admin(browser, outside_server: LiveServer, seed):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -184,7 +211,7 @@ def test_a_non_staff_user_gets_no_admin(browser, outside_server: LiveServer, see
         assert "/admin/login/" in page.url
         error = page.locator(".errornote").inner_text()
         assert "staff account" in error
-        shot(page, "10-non-staff-refused")
+        shot(page, "14-non-staff-refused")
         page.goto(f"{outside_server.url}/admin/credits/creditaccount/")
         assert "/admin/login/" in page.url
         assert page.locator("#result_list").count() == 0
