@@ -138,7 +138,13 @@ def _migrate_from_kv(legacy: User, broken: User) -> dict:
     """A kvmigrate run over a small KV export: one good record, one that must be quarantined."""
     broken_key = f"user_credits:{broken.pk}"
     broken_raw = '{"currentBalance": 180, "totalUsed": '  # cut short: not JSON
+    # A token record that cannot be moved (its expiry is no time): quarantined, and its tokens
+    # are secrets wherever they are kept.
+    token_key = f"user_tokens:{broken.pk}"
+    access, refresh = f"ya29.kv-{secrets.token_urlsafe(24)}", f"1//kv-{secrets.token_urlsafe(32)}"
+    token_value = {"gmailAccessToken": access, "gmailRefreshToken": refresh, "tokenExpiry": "next tuesday"}
     records = [
+        {"key": token_key, "value": token_value},
         {
             "key": f"user_credits:{legacy.pk}",
             "value": {"currentBalance": 180, "totalUsed": 70, "notifications": [None, 1]},
@@ -156,6 +162,8 @@ def _migrate_from_kv(legacy: User, broken: User) -> dict:
         "quarantined_key": broken_key,
         "quarantined_raw": broken_raw,
         "migrated_key": f"user_credits:{legacy.pk}",
+        "quarantined_token_key": token_key,
+        "quarantined_tokens": [access, refresh],
     }
 
 

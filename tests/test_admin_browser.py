@@ -179,7 +179,7 @@ def test_a_gmail_connection_with_its_tokens_masked(staff_page, outside_server: L
 def test_quarantined_records_and_a_kvmigrate_run(staff_page, outside_server: LiveServer, seed):
     page = staff_page
     migration = seed["migration"]
-    page.goto(f"{outside_server.url}/admin/kvmigrate/quarantinedrecord/")
+    page.goto(f"{outside_server.url}/admin/kvmigrate/quarantinedrecord/?q={migration['quarantined_key']}")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     row = rows.first.inner_text()
@@ -190,17 +190,32 @@ def test_quarantined_records_and_a_kvmigrate_run(staff_page, outside_server: Liv
     assert migration["quarantined_raw"] in page.locator(".field-raw_full pre").inner_text()
     shot(page, "11-quarantined-record")
 
+    # A quarantined Gmail token record: its tokens stay secret in the list and on its page.
+    page.goto(
+        f"{outside_server.url}/admin/kvmigrate/quarantinedrecord/?q={migration['quarantined_token_key']}"
+    )
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    assert not any(token in page.content() for token in migration["quarantined_tokens"])
+    rows.first.locator("a").first.click()
+    page.wait_for_load_state()
+    html = page.content()
+    assert not any(token in html for token in migration["quarantined_tokens"])
+    assert not re.search(r"gAAAAA[\w-]{20,}", html), "a Fernet ciphertext is in the page"
+    assert "encrypted: holds OAuth tokens" in page.locator(".field-raw_full").inner_text()
+    shot(page, "12-quarantined-token-record")
+
     page.goto(f"{outside_server.url}/admin/kvmigrate/migrationrun/")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     run = rows.first.inner_text().lower()
     assert "migrate" in run and "attention" in run and "kv-export.jsonl" in run
-    shot(page, "12-kvmigrate-runs")
+    shot(page, "13-kvmigrate-runs")
     rows.first.locator("a").first.click()
     page.wait_for_load_state()
     counts = page.locator(".field-counts_table table").inner_text()
     assert "credits" in counts and "quarantined" in counts
-    shot(page, "13-kvmigrate-run")
+    shot(page, "14-kvmigrate-run")
 
 
 def test_a_non_staff_user_gets_no_admin(browser, outside_server: LiveServer, seed):
@@ -211,7 +226,7 @@ def test_a_non_staff_user_gets_no_admin(browser, outside_server: LiveServer, see
         assert "/admin/login/" in page.url
         error = page.locator(".errornote").inner_text()
         assert "staff account" in error
-        shot(page, "14-non-staff-refused")
+        shot(page, "15-non-staff-refused")
         page.goto(f"{outside_server.url}/admin/credits/creditaccount/")
         assert "/admin/login/" in page.url
         assert page.locator("#result_list").count() == 0
