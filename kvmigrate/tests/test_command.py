@@ -98,6 +98,11 @@ def test_every_kind_of_bad_record_is_quarantined_with_its_reason_while_the_rest_
         or "wins" in quarantined["credits:1"].reason
     )
     assert quarantined["user_credits:8"].raw_value.count("\\u0000") == 1  # stored as the store had it
+    # A token record's raw value holds secrets: encrypted at rest, quarantined or not.
+    tokens = quarantined["user_tokens:6"]
+    assert tokens.raw_encrypted and "x@example.com" not in tokens.raw_value
+    assert decode_value(tokens.raw_text()) == {"gmailEmail": "x@example.com"}
+    assert not quarantined["user_credits:5"].raw_encrypted
     # the rest moved, and verified
     assert set(CreditAccount.objects.values_list("user_id", flat=True)) == {1, 2, 3, 4}
     assert GmailToken.objects.count() == 2 and Subscription.objects.count() == 3
