@@ -25,7 +25,7 @@ run: install .env
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 lint: install
 	$(VENV)/bin/ruff check .
