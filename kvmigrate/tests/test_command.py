@@ -291,6 +291,9 @@ def test_another_run_holding_the_lock_makes_this_one_fail_with_exit_1(tmp_path, 
     try:
         other.execute("SELECT pg_advisory_lock(%s)", [LOCK_ID])
         code, out = kvmigrate("--source", str(write_dump(tmp_path / "s.jsonl", GOOD)))
+        # Release before closing: a closed connection's server process lets go of its locks
+        # only when it exits, a moment later, and the next test's run would find it held.
+        other.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
     finally:
         other.close()
     assert code == 1 and "lock" in out
