@@ -119,9 +119,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache: local memory unless CACHE_URL says otherwise -------------------------------------
-CACHES = {
-    "default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))
-}
+CACHES = {"default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))}
 # Our counting backends subclass LocMemCache/RedisCache, which cachalot supports; its check
 # compares class paths literally, so it is silenced for exactly those two.
 SILENCED_SYSTEM_CHECKS = (
