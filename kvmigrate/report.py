@@ -26,6 +26,7 @@ class Counts:
     quarantined: list[dict] = field(default_factory=list)  # {"key", "domain", "code", "reason"}
     mismatched: list[dict] = field(default_factory=list)  # {"key", "domain", "fields"}
     missing: list[dict] = field(default_factory=list)  # {"key", "domain", "reason"}
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: users, load, verify, reverse
 
     def add(self, domain: str, name: str, n: int = 1) -> None:
         self.by_domain.setdefault(domain, Counter())[name] += n
@@ -88,6 +89,7 @@ def build(counts: Counts, **header: Any) -> dict[str, Any]:
         **header,
         "domains": counts.as_dict(),
         "totals": {name: counts.total(name) for name in COLUMNS},
+        "seconds": {phase: round(value, 3) for phase, value in counts.seconds.items()},
         "quarantined": counts.quarantined,
         "mismatched": counts.mismatched,
         "missing": counts.missing,
