@@ -5,24 +5,17 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
+from fivedocks.admin import ReadOnlyAdminMixin
 from kvmigrate.models import MigratedRecord, MigrationRun, QuarantinedRecord
+from kvmigrate.report import COLUMNS
 
 RAW_PREVIEW = 80
-COUNT_NAMES = ("read", "created", "updated", "unchanged", "quarantined", "skipped", "verified", "mismatched")
+ENCRYPTED = "•••• (encrypted: holds OAuth tokens)"
+COUNT_NAMES = COLUMNS
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_staff
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
 
 
 def _total(name: str):
@@ -101,17 +94,21 @@ class QuarantinedRecordAdmin(ReadOnlyAdmin):
     ordering = ("-created_at", "-id")
     fields = (
         "key", "reason_code", "reason", "run", "created_at", "resolved_at", "fingerprint", "escaped",
-        "raw_full",
+        "raw_encrypted", "raw_full",
     )  # fmt: skip
     readonly_fields = fields
 
     @admin.display(description="raw value")
     def raw_preview(self, obj: QuarantinedRecord) -> str:
+        if obj.raw_encrypted:
+            return ENCRYPTED
         raw = obj.raw_value
         return raw if len(raw) <= RAW_PREVIEW else raw[: RAW_PREVIEW - 1] + "…"
 
     @admin.display(description="raw value (as stored in the KV store)")
     def raw_full(self, obj: QuarantinedRecord) -> str:
+        if obj.raw_encrypted:
+            return ENCRYPTED
         return format_html(
             '<pre style="white-space: pre-wrap; word-break: break-all">{}</pre>', obj.raw_value
         )

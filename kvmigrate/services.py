@@ -24,9 +24,10 @@ from django.utils import timezone
 
 from . import report, users
 from .load import ALL_DOMAINS, Context, Prepared, load_prepared, prepare_batch
-from .models import MigrationRun
-from .report import Counts
+from .models import MigratedRecord, MigrationRun
+from .report import EXAMPLES_MAX, Counts
 from .sources import SourceError, open_source, open_writer
+from .transforms import FAMILIES
 from .verify import prepare_verify, verify_prepared
 
 logger = logging.getLogger(__name__)
@@ -308,7 +309,9 @@ def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress,
     # committed rows only, so not inside a transaction still open (a dry run, a test's).
     look_up = not connection.in_atomic_block
     load = (functools.partial(prepare_batch, look_up=look_up), load_prepared)
-    _pass("load", load, options, ctx, counts, progress, run)
+    seen: set[int] = set()
+    _pass("load", load, options, ctx, counts, progress, run, seen=seen)
+    report_gone(seen, counts)
     # After a load, verify adds its outcomes; what was read, skipped or quarantined is the load's.
     _pass("verify", verify, options, ctx, counts, progress, run, keep=("verified", "mismatched"))
 
@@ -342,6 +345,7 @@ def _pass(
     progress: _Progress,
     run,
     keep: tuple[str, ...] | None = None,
+    seen: set[int] | None = None,
 ) -> None:
     """One pass over the store: a second thread reads and prepares batch n+1 while n is written."""
     prepare, apply = steps
@@ -349,6 +353,8 @@ def _pass(
     try:
         with open_source(options.source) as source:
             batches = source.iter_batches(options.batch_size)
+            if seen is not None:
+                batches = _remembering(batches, seen)
             for prepared in ahead(lambda items: prepare(items, ctx), batches):
                 batch = apply(prepared, ctx)
                 if keep is not None:
@@ -361,6 +367,28 @@ def _pass(
         raise RunFailed(f"{phase}: {exc}") from None
     finally:
         counts.seconds[phase] = time.monotonic() - started
+
+
+def _remembering(batches, seen: set[int]):
+    """Pass batches through, remembering a 64-bit hash of every key (8 bytes a key, not the key)."""
+    for batch in batches:
+        seen.update(hash(key) for key, _ in batch)
+        yield batch
+
+
+def report_gone(seen: set[int], counts: Counts, chunk: int = 10_000) -> None:
+    """Keys moved by an earlier run that this run's read of the store did not meet.
+
+    They are counted as `gone` per domain and listed (up to the report's limit), never deleted
+    from PostgreSQL: whether a record vanished on purpose is the operator's call.
+    """
+    with transaction.atomic():  # the server-side cursor streams the fingerprints in chunks
+        for key, family in MigratedRecord.objects.values_list("key", "family").iterator(chunk_size=chunk):
+            if hash(key) not in seen:
+                domain = FAMILIES.get(family, ("other",))[0]
+                counts.add(domain, "gone")
+                if len(counts.gone) < EXAMPLES_MAX:
+                    counts.gone.append({"key": key, "domain": domain})
 
 
 def _reverse(options: Options, counts: Counts, progress: _Progress, run) -> None:
