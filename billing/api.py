@@ -7,6 +7,7 @@ from rest_framework import generics, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from billing import selectors, services
@@ -77,6 +78,10 @@ class WebhookView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes: list = []
+    # Outside traffic: a per-address rate (THROTTLE_WEBHOOK) answers 429 + Retry-After past it;
+    # Stripe retries those deliveries later.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "stripe-webhook"
 
     @extend_schema(
         request={"application/json": {"type": "object"}},

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.models import SubscriptionStatus
 
 
+@extend_schema_field({"type": "string", "enum": sorted(settings.BILLING_PLANS)})
+class PlanField(serializers.CharField):
+    """Documented as the enum of catalogue plans; `validate_plan` names the known ones on a miss."""
+
+
 class CheckoutRequestSerializer(serializers.Serializer):
-    plan = serializers.CharField(help_text="A plan key of the catalogue, e.g. `ugly-duckling`.")
+    plan = PlanField(help_text="A plan key of the catalogue, e.g. `ugly-duckling`.")
 
     def validate_plan(self, value: str) -> str:
         if value not in settings.BILLING_PLANS:

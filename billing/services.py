@@ -26,6 +26,7 @@ from billing.models import LIVE_STATUSES, Subscription, WebhookEvent, WebhookEve
 from billing.stripe_client import describe_error, get_client
 from billing.webhook_handlers import HANDLERS, EventContext
 from fivedocks.errors import Conflict, DomainError, UpstreamError
+from fivedocks.metrics import WEBHOOK_EVENTS
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,11 @@ def _verify(payload: bytes, sig_header: str | None) -> dict:
 
 def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
     """Verify, store (before acting; the event id is unique), then handle a Stripe event once."""
-    data = _verify(payload, sig_header)
+    try:
+        data = _verify(payload, sig_header)
+    except Exception:
+        WEBHOOK_EVENTS.labels("unknown", "invalid").inc()
+        raise
     # get_or_create: a concurrent delivery of the same event finds the row the other one stored.
     row, created = WebhookEvent.objects.get_or_create(
         event_id=data["id"],
@@ -194,8 +199,10 @@ def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
         },
     )
     if not created and row.status in DONE:
+        WEBHOOK_EVENTS.labels(row.type, "duplicate").inc()
         return RecordedEvent(row, duplicate=True)
     event, handled = _process(pk=row.pk)
+    WEBHOOK_EVENTS.labels(event.type, event.status if handled else "duplicate").inc()
     return RecordedEvent(event, duplicate=not handled)
 
 

@@ -83,7 +83,14 @@ class GrantView(APIView):
 
     @extend_schema(
         request=GrantRequestSerializer,
-        responses={201: CreditResultSerializer, 200: CreditResultSerializer},
+        responses={
+            201: CreditResultSerializer,
+            200: OpenApiResponse(CreditResultSerializer, description="A replay of the same idempotency key"),
+            404: OpenApiResponse(description="No user with this id"),
+            409: OpenApiResponse(
+                description="Idempotency key used for another change, or the balance would pass its maximum"
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
         payload = GrantRequestSerializer(data=request.data)

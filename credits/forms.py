@@ -1,5 +1,7 @@
 from django import forms
 
+from credits.services import MAX_CHANGE
+
 
 class CreditChangeForm(forms.Form):
     """Staff grant or adjustment; always through the credit service, always with a reason."""
@@ -10,7 +12,11 @@ class CreditChangeForm(forms.Form):
         ("adjustment", "Adjustment (either sign)"),
     ]
     kind = forms.ChoiceField(choices=KIND_CHOICES)
-    amount = forms.IntegerField(help_text="Positive to add credits; an adjustment may be negative.")
+    amount = forms.IntegerField(
+        min_value=-MAX_CHANGE,
+        max_value=MAX_CHANGE,
+        help_text="Positive to add credits; an adjustment may be negative.",
+    )
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
 
     def clean(self):

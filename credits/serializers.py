@@ -1,7 +1,9 @@
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from credits.models import CreditTransaction
+from credits.services import MAX_CHANGE
 
 
 class BalanceSerializer(serializers.Serializer):
@@ -31,9 +33,14 @@ class TransactionFilterSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_field({"type": "string", "enum": sorted(settings.CREDIT_OPERATION_COSTS)})
+class OperationField(serializers.CharField):
+    """Documented as the enum of priced operations; checked by the service, which answers an
+    unknown one with 400 `unknown_operation` (so clients get that code, not a generic one)."""
+
+
 class DeductRequestSerializer(serializers.Serializer):
-    # Checked by the service: an unknown operation answers 400 with code unknown_operation.
-    operation = serializers.CharField(
+    operation = OperationField(
         max_length=64, help_text=f"One of: {', '.join(sorted(settings.CREDIT_OPERATION_COSTS))}"
     )
     idempotency_key = serializers.CharField(
@@ -49,7 +56,7 @@ class CreditResultSerializer(serializers.Serializer):
 
 class GrantRequestSerializer(serializers.Serializer):
     user_id = serializers.IntegerField()
-    amount = serializers.IntegerField(min_value=1)
+    amount = serializers.IntegerField(min_value=1, max_value=MAX_CHANGE)
     kind = serializers.ChoiceField(
         choices=[
             CreditTransaction.Type.PURCHASE,

@@ -41,6 +41,24 @@ class UnknownOperation(DomainError):
     code = "unknown_operation"
 
 
+class AmountOutOfRange(DomainError):
+    """A single change may move at most MAX_CHANGE credits."""
+
+    code = "amount_out_of_range"
+
+
+class BalanceLimit(Conflict):
+    """The balance would exceed MAX_BALANCE."""
+
+    code = "balance_limit"
+
+
+# Bounds far above any real use that keep every sum inside PostgreSQL's bigint: past them a
+# request is refused with a domain error instead of failing in the database (found by fuzzing).
+MAX_CHANGE = 1_000_000_000
+MAX_BALANCE = 10**15
+
+
 class IdempotencyKeyReused(Conflict):
     """This idempotency key was already used for a different operation."""
 
@@ -183,6 +201,7 @@ _UPDATE_SQL = f"""
            last_updated = %(now)s
      WHERE user_id = %(user_id)s
        AND (%(amount)s >= 0 OR balance + %(amount)s >= 0)
+       AND (%(amount)s <= 0 OR balance + %(amount)s <= %(max_balance)s)
  RETURNING balance, total_purchased, total_used, is_blocked
 """  # noqa: S608 - the table name is ours, every value is a parameter
 
@@ -247,11 +266,20 @@ def _apply_once(
     result is returned. An account is created only when the UPDATE finds none.
     """
     user_id = user.pk
+    if abs(amount) > MAX_CHANGE:
+        raise AmountOutOfRange(f"At most {MAX_CHANGE:,} credits can change in one operation.")
     purchased, used = _totals_delta(kind, amount)
     now = timezone.now()
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            account = {"amount": amount, "purchased": purchased, "used": used, "now": now, "user_id": user_id}
+            account = {
+                "amount": amount,
+                "purchased": purchased,
+                "used": used,
+                "now": now,
+                "user_id": user_id,
+                "max_balance": MAX_BALANCE,
+            }
             cursor.execute(_UPDATE_SQL, account)
             row = cursor.fetchone()
             if row is None:
@@ -259,6 +287,8 @@ def _apply_once(
                 ensure_account(user_id=user_id)
                 cursor.execute(_UPDATE_SQL, account)
                 row = cursor.fetchone()
+            if row is None and amount > 0:
+                raise BalanceLimit(f"A balance cannot exceed {MAX_BALANCE:,} credits.")
             if row is None:
                 raise InsufficientCredits(
                     f"This needs {-amount} credits; the balance is lower.", required=-amount
@@ -296,7 +326,7 @@ def _apply_once(
             )
             transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
             user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
-    except (_KeyAlreadyUsed, InsufficientCredits, IntegrityError) as exc:
+    except (_KeyAlreadyUsed, InsufficientCredits, BalanceLimit, IntegrityError) as exc:
         # Rolled back, nothing changed. A key used before (perhaps by a concurrent request that
         # committed first) answers with its first result, even when the balance is now too low.
         if idempotency_key:

@@ -49,12 +49,6 @@ WEBHOOK_EVENTS = Counter(
     ["type", "result"],
     registry=REGISTRY,
 )
-KVMIGRATE_RECORDS = Counter(
-    "fivedocks_kvmigrate_records_total",
-    "kvmigrate records by domain and outcome (created, updated, unchanged, quarantined, ...).",
-    ["domain", "outcome"],
-    registry=REGISTRY,
-)
 KV_MIRROR_LAG = Gauge(
     "fivedocks_kv_mirror_lag_seconds",
     "Age of the oldest change not yet written to the KV store (0 when drained).",

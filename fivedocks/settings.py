@@ -119,9 +119,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache: local memory unless CACHE_URL says otherwise -------------------------------------
-CACHES = {
-    "default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))
-}
+CACHES = {"default": cache_from_url(env, env.str("CACHE_URL", default="locmemcache://fivedocks"))}
 # Our counting backends subclass LocMemCache/RedisCache, which cachalot supports; its check
 # compares class paths literally, so it is silenced for exactly those two.
 SILENCED_SYSTEM_CHECKS = (
@@ -148,7 +146,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `collectstatic` writes here; WhiteNoise serves it when DEBUG is off.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -169,7 +168,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "fivedocks.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fivedocks.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "fivedocks.schema.AutoSchema",  # documents the implied errors
     # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After).
     "DEFAULT_THROTTLE_RATES": {
         "credits-deduct": env.str("THROTTLE_DEDUCT", default="600/min"),

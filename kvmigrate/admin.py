@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from kvmigrate.models import MigratedRecord, MigrationRun, QuarantinedRecord
 
 RAW_PREVIEW = 80
+ENCRYPTED = "•••• (encrypted: holds OAuth tokens)"
 COUNT_NAMES = ("read", "created", "updated", "unchanged", "quarantined", "skipped", "verified", "mismatched")
 
 
@@ -101,17 +102,21 @@ class QuarantinedRecordAdmin(ReadOnlyAdmin):
     ordering = ("-created_at", "-id")
     fields = (
         "key", "reason_code", "reason", "run", "created_at", "resolved_at", "fingerprint", "escaped",
-        "raw_full",
+        "raw_encrypted", "raw_full",
     )  # fmt: skip
     readonly_fields = fields
 
     @admin.display(description="raw value")
     def raw_preview(self, obj: QuarantinedRecord) -> str:
+        if obj.raw_encrypted:
+            return ENCRYPTED
         raw = obj.raw_value
         return raw if len(raw) <= RAW_PREVIEW else raw[: RAW_PREVIEW - 1] + "…"
 
     @admin.display(description="raw value (as stored in the KV store)")
     def raw_full(self, obj: QuarantinedRecord) -> str:
+        if obj.raw_encrypted:
+            return ENCRYPTED
         return format_html(
             '<pre style="white-space: pre-wrap; word-break: break-all">{}</pre>', obj.raw_value
         )

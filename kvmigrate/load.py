@@ -21,6 +21,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from credits import services as credit_services
+from gmail import crypto
 
 from . import transforms
 from .codec import DecodeError, decode_value, parse_key
@@ -552,6 +553,11 @@ def storable(text: str) -> tuple[str, bool]:
     return text, escaped
 
 
+def holds_secrets(prefix: str) -> bool:
+    """Records of this family carry OAuth tokens: stored encrypted even when quarantined."""
+    return "gmail" in FAMILIES.get(prefix, ())
+
+
 def _write_quarantine(recs: list[Rec], ctx: Context) -> None:
     rows = []
     now = timezone.now()
@@ -563,11 +569,13 @@ def _write_quarantine(recs: list[Rec], ctx: Context) -> None:
             detail = "; ".join(d for _, d in rec.rejected.values())
         key, key_escaped = storable(rec.key)
         raw, raw_escaped = storable(rec.raw)
+        secret = holds_secrets(rec.prefix)
         rows.append(
             QuarantinedRecord(
                 run_id=ctx.run_id,
                 key=key,
-                raw_value=raw,
+                raw_value=crypto.encrypt(raw) if secret else raw,
+                raw_encrypted=secret,
                 escaped=key_escaped or raw_escaped,
                 fingerprint=rec.fp or fingerprint(rec.raw),
                 reason_code=code[:100],

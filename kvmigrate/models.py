@@ -67,6 +67,9 @@ class QuarantinedRecord(models.Model):
     # True when key/raw_value held characters PostgreSQL cannot store (NUL, lone surrogates) and
     # were written backslash-escaped.
     escaped = models.BooleanField(default=False)
+    # True when raw_value is Fernet ciphertext (gmail.crypto): the record's family holds OAuth
+    # tokens, which never reach the database in plaintext, quarantined or not.
+    raw_encrypted = models.BooleanField(default=False)
     fingerprint = models.CharField(max_length=64)
     reason_code = models.CharField(max_length=100, db_index=True)
     reason = models.TextField()
@@ -84,6 +87,14 @@ class QuarantinedRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.reason_code}"
+
+    def raw_text(self) -> str:
+        """The raw value as the store had it (decrypted when it holds secrets): for operators' code."""
+        if not self.raw_encrypted:
+            return self.raw_value
+        from gmail import crypto
+
+        return crypto.decrypt(self.raw_value)
 
 
 class MigratedRecord(models.Model):

@@ -1,10 +1,10 @@
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notifications import selectors, services
+from notifications import catalogue, selectors, services
 from notifications.serializers import (
     EasterEggClaimInputSerializer,
     EasterEggClaimSerializer,
@@ -33,6 +33,15 @@ class MarkShownView(APIView):
 
     @extend_schema(
         operation_id="notifications_mark_shown",
+        parameters=[
+            OpenApiParameter(
+                "notification_id",
+                int,
+                OpenApiParameter.PATH,
+                enum=[entry.id for entry in catalogue.NOTIFICATIONS],
+                description="A notification of the catalogue; any other id answers 404.",
+            )
+        ],
         request=None,
         responses={201: FlagSerializer, 200: FlagSerializer, 404: _ERROR},
     )

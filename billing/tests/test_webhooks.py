@@ -333,3 +333,21 @@ def test_an_ignored_event_cannot_be_reprocessed(api_client):
     deliver(api_client, event("charge.refunded", {"id": "ch_1", "object": "charge"}))
     with pytest.raises(services.NotReprocessable):
         services.reprocess_event(event=WebhookEvent.objects.get())
+
+
+# --- metrics ------------------------------------------------------------------------------
+def test_webhook_events_are_counted_by_type_and_result(api_client, customer_row):
+    from fivedocks.metrics import WEBHOOK_EVENTS
+
+    def count(type_: str, result: str) -> float:
+        return WEBHOOK_EVENTS.labels(type_, result)._value.get()
+
+    evt = event("customer.subscription.updated", subscription_object(status="active"), created=T + 50)
+    before = (count(evt["type"], "processed"), count(evt["type"], "duplicate"), count("unknown", "invalid"))
+    deliver(api_client, evt)
+    deliver(api_client, evt)
+    api_client.post(
+        WEBHOOK_URL, data=b"{}", content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=x"
+    )
+    after = (count(evt["type"], "processed"), count(evt["type"], "duplicate"), count("unknown", "invalid"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]

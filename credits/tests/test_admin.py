@@ -56,6 +56,14 @@ def test_negative_adjustment_below_zero_is_refused(admin_client, user):
     assert CreditTransaction.objects.filter(user=user).count() == 1
 
 
+def test_an_amount_beyond_the_bound_is_a_form_error(admin_client, user):
+    url = f"/admin/credits/creditaccount/{user.id}/change-credits/"
+    page = admin_client.post(url, {"kind": "bonus", "amount": str(10**20), "reason": "huge"})
+    assert page.status_code == 200
+    assert "Ensure this value is less than or equal to" in page.text
+    assert not CreditTransaction.objects.filter(user=user).exists()
+
+
 def test_non_staff_cannot_see_credit_admin(user):
     client = Client()
     client.force_login(user)

@@ -121,6 +121,13 @@ def test_grant_rejects_non_positive_amount(user, staff_client):
     assert response.status_code == 400
 
 
+def test_grant_amount_beyond_the_bound_is_400_not_500(user, staff_client):
+    payload = {"user_id": user.id, "amount": 10**20, "reason": "x"}
+    response = staff_client.post("/api/credits/grant/", payload, format="json")
+    assert response.status_code == 400
+    assert "amount" in response.json()["fields"]
+
+
 def test_endpoints_are_in_the_schema(user_client):
     paths = user_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
     for path in [

@@ -116,3 +116,21 @@ def test_a_failed_outer_transaction_leaves_no_trace(user):
         raise RuntimeError("boom")
     assert not CreditTransaction.objects.filter(user=user).exists()
     assert selectors.get_balance(user_id=user.id).balance == 0
+
+
+def test_a_change_beyond_the_bounds_is_a_domain_error_not_a_database_failure(user):
+    # Found by fuzzing the API: 10**20 credits overflowed bigint and answered 500.
+    with pytest.raises(services.AmountOutOfRange):
+        services.grant(user=user, amount=10**20, reason="huge")
+    with pytest.raises(services.AmountOutOfRange):
+        services.adjust(user=user, amount=-(services.MAX_CHANGE + 1), reason="huge")
+    assert not CreditTransaction.objects.filter(user=user).exists()
+
+
+def test_the_balance_cannot_pass_its_maximum(user):
+    services.ensure_account(user_id=user.id)
+    CreditAccount.objects.filter(user=user).update(balance=services.MAX_BALANCE - 5)
+    with pytest.raises(services.BalanceLimit):
+        services.grant(user=user, amount=6, reason="one too many")
+    result = services.grant(user=user, amount=5, reason="exactly the maximum")
+    assert result.balance == services.MAX_BALANCE

@@ -109,3 +109,24 @@ def test_responses_carry_a_request_id(user_client):
     response = user_client.get("/api/me/", HTTP_X_REQUEST_ID="abc-123")
     assert response["X-Request-ID"] == "abc-123"
     assert len(user_client.get("/api/me/")["X-Request-ID"]) == 32
+
+
+@pytest.mark.django_db
+def test_kvmigrate_progress_and_quarantine_are_exposed(staff_client, tmp_path):
+    from accounts.tests.factories import UserFactory
+    from kvmigrate.tests.helpers import kvmigrate, write_dump
+
+    user = UserFactory()
+    dump = write_dump(
+        tmp_path / "s.jsonl", {f"user_credits:{user.id}": {"currentBalance": 5}}, raw={"credits:x": "{"}
+    )
+    code, _ = kvmigrate("--source", str(dump))
+    assert code == 3  # one record quarantined
+    assert sample(staff_client, "fivedocks_kvmigrate_quarantined_records", {}) == 1
+    assert sample(staff_client, "fivedocks_kvmigrate_moved_records", {}) == 1
+    assert (
+        sample(
+            staff_client, "fivedocks_kvmigrate_last_run_records", {"domain": "credits", "outcome": "created"}
+        )
+        == 1
+    )

@@ -65,6 +65,29 @@ def test_quarantine_list_truncates_raw_values_and_filters_by_reason_and_run(admi
     assert "x" * 200 in detail
 
 
+def test_a_quarantined_token_record_is_masked(admin_client, data):
+    from gmail import crypto
+
+    secret = "ya29.plaintext-access-token-never-shown"
+    record = QuarantinedRecord.objects.create(
+        run=data,
+        key="user_tokens:9",
+        raw_value=crypto.encrypt(f'{{"gmailAccessToken": "{secret}", "tokenExpiry": "soon"}}'),
+        raw_encrypted=True,
+        fingerprint="c" * 64,
+        reason_code="bad_timestamp:tokenExpiry",
+        reason="tokenExpiry is not a time",
+    )
+    listing = admin_client.get(reverse("admin:kvmigrate_quarantinedrecord_changelist")).content.decode()
+    detail = admin_client.get(
+        reverse("admin:kvmigrate_quarantinedrecord_change", args=[record.pk])
+    ).content.decode()
+    for body in (listing, detail):
+        assert "user_tokens:9" in body and "encrypted: holds OAuth tokens" in body
+        assert secret not in body and record.raw_value not in body
+    assert secret in record.raw_text()
+
+
 def test_it_is_read_only(admin_client, data):
     record = QuarantinedRecord.objects.first()
     assert admin_client.get(reverse("admin:kvmigrate_quarantinedrecord_add")).status_code == 403

@@ -98,6 +98,11 @@ def test_every_kind_of_bad_record_is_quarantined_with_its_reason_while_the_rest_
         or "wins" in quarantined["credits:1"].reason
     )
     assert quarantined["user_credits:8"].raw_value.count("\\u0000") == 1  # stored as the store had it
+    # A token record's raw value holds secrets: encrypted at rest, quarantined or not.
+    tokens = quarantined["user_tokens:6"]
+    assert tokens.raw_encrypted and "x@example.com" not in tokens.raw_value
+    assert decode_value(tokens.raw_text()) == {"gmailEmail": "x@example.com"}
+    assert not quarantined["user_credits:5"].raw_encrypted
     # the rest moved, and verified
     assert set(CreditAccount.objects.values_list("user_id", flat=True)) == {1, 2, 3, 4}
     assert GmailToken.objects.count() == 2 and Subscription.objects.count() == 3
@@ -286,6 +291,9 @@ def test_another_run_holding_the_lock_makes_this_one_fail_with_exit_1(tmp_path, 
     try:
         other.execute("SELECT pg_advisory_lock(%s)", [LOCK_ID])
         code, out = kvmigrate("--source", str(write_dump(tmp_path / "s.jsonl", GOOD)))
+        # Release before closing: a closed connection's server process lets go of its locks
+        # only when it exits, a moment later, and the next test's run would find it held.
+        other.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
     finally:
         other.close()
     assert code == 1 and "lock" in out

@@ -1,0 +1,57 @@
+"""Fixtures for the tests from the outside: one real server for the whole session."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from billing.testing import StripeStandIn
+from gmail.testing import FakeGoogle
+from tests.liveserver import LiveServer, running_server
+
+
+@pytest.fixture(scope="session")
+def outside_server() -> LiveServer:
+    """gunicorn with production settings on a free loopback port, its own seeded database.
+
+    Stripe and Google cannot be reached from here: the server talks to the projects' local
+    stand-ins (billing.testing, gmail.testing), running in this process for the session.
+    """
+    from django.conf import settings
+
+    client_id, client_secret = "e2e-client.apps.googleusercontent.com", secrets.token_urlsafe(16)
+    with StripeStandIn() as stripe, FakeGoogle(client_id=client_id, client_secret=client_secret) as google:
+        env = {
+            "STRIPE_SECRET_KEY": f"sk_test_{secrets.token_hex(12)}",
+            "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
+            "STRIPE_API_BASE": stripe.url,
+            "STRIPE_MAX_NETWORK_RETRIES": "0",
+            "GOOGLE_CLIENT_ID": client_id,
+            "GOOGLE_CLIENT_SECRET": client_secret,
+            "GOOGLE_AUTH_URI": google.auth_uri,
+            "GOOGLE_TOKEN_URI": google.token_uri,
+            "GOOGLE_REVOKE_URI": google.revoke_uri,
+            "GOOGLE_USERINFO_URI": google.userinfo_uri,
+            "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the stand-in speaks plain http
+        }
+        with running_server(settings.DATABASES["default"], extra_env=env) as server:
+            yield server
+
+
+@pytest.fixture(scope="session")
+def seed(outside_server: LiveServer) -> dict:
+    return outside_server.seed
+
+
+# schemathesis 4.32's lazy pytest loader reads and renames `item._nodeid`, which pytest 9.2 no
+# longer has (the id lives in `_id`, read through `nodeid`). A property gives it back.
+if not hasattr(pytest.Function, "_nodeid"):
+
+    def _get_nodeid(item) -> str:
+        return item.__dict__.get("_schemathesis_nodeid") or item.nodeid
+
+    def _set_nodeid(item, value: str) -> None:
+        item.__dict__["_schemathesis_nodeid"] = value
+
+    pytest.Function._nodeid = property(_get_nodeid, _set_nodeid)
