@@ -424,12 +424,21 @@ class MigratedAccountsResult:
 
 
 _LEDGER = CreditTransaction._meta.db_table
-_LOCK_SQL = f"SELECT user_id FROM {_TABLE} WHERE user_id = ANY(%s) ORDER BY user_id FOR UPDATE"  # noqa: S608
-_SUMS_SQL = f"""
-    SELECT user_id, SUM(amount)::bigint,
-           COALESCE(SUM(amount) FILTER (WHERE type = 'purchase'), 0)::bigint,
-           COALESCE(-SUM(amount) FILTER (WHERE type IN ('deduction', 'refund')), 0)::bigint
-      FROM {_LEDGER} WHERE user_id = ANY(%s) GROUP BY user_id
+# One round trip: lock the batch's existing accounts and sum their ledgers. A user without an
+# account has no ledger rows (every write path creates the account first), so fresh users, the
+# whole of a first migration, cost one primary-key probe each.
+_LOCK_AND_SUM_SQL = f"""
+    SELECT a.user_id, COALESCE(s.total, 0), COALESCE(s.purchased, 0), COALESCE(s.used, 0), s.n > 0
+      FROM {_TABLE} a
+      LEFT JOIN LATERAL (
+            SELECT SUM(amount)::bigint AS total,
+                   COALESCE(SUM(amount) FILTER (WHERE type = 'purchase'), 0)::bigint AS purchased,
+                   COALESCE(-SUM(amount) FILTER (WHERE type IN ('deduction', 'refund')), 0)::bigint AS used,
+                   count(*) AS n
+              FROM {_LEDGER} t WHERE t.user_id = a.user_id) s ON true
+     WHERE a.user_id = ANY(%s)
+     ORDER BY a.user_id
+       FOR UPDATE OF a
 """  # noqa: S608
 _KEYS_SQL = f"""
     SELECT user_id, idempotency_key FROM {_LEDGER}
@@ -501,10 +510,13 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
     user_ids = sorted(by_user)
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, [user_ids])
-        existing = {row[0] for row in cursor.fetchall()}
-        cursor.execute(_SUMS_SQL, [user_ids])
-        sums = {row[0]: (row[1], row[2], row[3]) for row in cursor.fetchall()}
+        cursor.execute(_LOCK_AND_SUM_SQL, [user_ids])
+        existing: set[int] = set()
+        sums: dict[int, tuple[int, int, int]] = {}  # users whose ledger has rows
+        for uid, total, purchased, used, has_rows in cursor.fetchall():
+            existing.add(uid)
+            if has_rows:
+                sums[uid] = (total, purchased, used)
         known: set[tuple[int, str]] = set()
         with_rows = [uid for uid in user_ids if uid in sums]
         if with_rows:

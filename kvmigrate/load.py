@@ -57,10 +57,15 @@ class Rec:
     ident: str
     user_id: int | None
     wanted: tuple[str, ...]  # its family's domains that this run loads
+    # prepared (no database needed): the value's fingerprint, and its rows or why it has none
     fp: str = ""
+    out: Transformed | None = None
+    bad: tuple[str, str] | None = None  # (code, detail) from decoding or the transform
+    sealed: dict | None = None  # what the writes need, serialized / encrypted ahead of the batch
+    # loaded (against the database)
+    looked_up: bool = False
     prev: tuple | None = None  # (fingerprint, domains, parts) from the last run that moved it
     todo: tuple[str, ...] = ()  # domains to load now
-    out: Transformed | None = None
     parts: list[str] = field(default_factory=list)  # domains with rows to write now
     rejected: dict[str, tuple[str, str]] = field(default_factory=dict)  # domain -> (code, detail)
     whole: tuple[str, str] | None = None  # the whole record is refused: (code, detail)
@@ -107,10 +112,38 @@ def classify(items: Iterable[tuple[str, str]], ctx: Context, counts: Counts) -> 
     return recs
 
 
-def load_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
-    """Move one batch; returns its counts. The caller decides the transaction's outer scope."""
+@dataclass
+class Prepared:
+    """A batch made ready for loading: records classified, fingerprinted and (maybe) transformed."""
+
+    recs: list[Rec]
+    counts: Counts  # keys of other prefixes, records of domains not asked for
+
+
+def prepare_batch(items: Iterable[tuple[str, str]], ctx: Context, *, look_up: bool = False) -> Prepared:
+    """The work a batch needs before its transaction.
+
+    With `look_up`, the fingerprints are fetched (on this thread's own connection) and the
+    records that changed are decoded, transformed and serialized: `services` does this for
+    batch n+1 in a second thread while batch n is written. Without, that happens in `load_prepared`.
+    """
     counts = Counts()
     recs = classify(items, ctx, counts)
+    for rec in recs:
+        rec.fp = fingerprint(rec.raw)
+    if look_up and recs:
+        _look_up(recs)
+        for rec in recs:
+            if rec.todo:
+                _transform(rec)
+                _seal(rec)
+    return Prepared(recs, counts)
+
+
+def load_prepared(prepared: Prepared, ctx: Context) -> Counts:
+    """Move one prepared batch in one transaction (a savepoint when the caller has one open)."""
+    counts = prepared.counts
+    recs = prepared.recs
     if not recs:
         return counts
     try:
@@ -135,8 +168,14 @@ def load_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
     return counts
 
 
+def load_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
+    """Move one batch; returns its counts. The caller decides the transaction's outer scope."""
+    return load_prepared(prepare_batch(items, ctx), ctx)
+
+
 def _reset(rec: Rec) -> None:
-    rec.fp, rec.prev, rec.todo, rec.out = "", None, (), None
+    """Forget what the failed transaction decided (what was prepared stays)."""
+    rec.looked_up, rec.prev, rec.todo = False, None, ()
     rec.parts, rec.rejected, rec.whole = [], {}, None
 
 
@@ -145,40 +184,54 @@ def _reset(rec: Rec) -> None:
 
 def _process(recs: list[Rec], ctx: Context) -> Counts:
     counts = Counts()
-    live = _skip_unchanged(recs, counts)
-    live = _transform(live)
-    _check_users(live)
-    existing = _claim_rows(live)
+    stale = [r for r in recs if not r.looked_up]
+    if stale:
+        _look_up(stale)
+    live = _count_unchanged(recs, counts)
+    for rec in live:
+        if rec.out is None and rec.bad is None:
+            _transform(rec)
+        rec.whole = rec.bad
+        rec.parts = [d for d in rec.out.domains if d in rec.todo] if rec.out is not None else []
+    state = _fetch_state(live)
+    _check_users(live, state)
+    _claim_rows(live, state)
     moving = [r for r in live if r.whole is None and r.parts]
     _write_accounts(moving)
     _write_credits(moving)
-    _write_subscriptions(moving, existing["billing"])
-    _write_tokens(moving, existing["gmail"])
-    _write_flags(moving)
+    _write_subscriptions(moving, set(state.owners["billing"]))
+    _write_tokens(moving, set(state.owners["gmail"]))
+    _write_flags(moving, state.flags)
     done = [r for r in live if r.whole is None]
     _write_migrated(done, ctx)
     refused = [r for r in live if r.whole is not None or r.rejected]
     _write_quarantine(refused, ctx)
-    _resolve_quarantine([r for r in done if not r.rejected])
+    _resolve_quarantine([r for r in done if not r.rejected and r.key in state.quarantined])
     for rec in live:
         _count(rec, counts)
     return counts
 
 
-def _skip_unchanged(recs: list[Rec], counts: Counts) -> list[Rec]:
+def _look_up(recs: list[Rec]) -> None:
+    """The fingerprint each key was last moved with, and so what is left to do for it."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT key, fingerprint, domains, parts FROM kvmigrate_records WHERE key = ANY(%s)",
             [[r.key for r in recs]],
         )
         prev = {key: (fp, tuple(domains), tuple(parts)) for key, fp, domains, parts in cursor.fetchall()}
-    live = []
     for rec in recs:
-        rec.fp = fingerprint(rec.raw)
+        rec.looked_up = True
         rec.prev = prev.get(rec.key)
         same = rec.prev is not None and rec.prev[0] == rec.fp
         rec.todo = tuple(d for d in rec.wanted if not same or d not in rec.prev[1])
-        if same:
+
+
+def _count_unchanged(recs: list[Rec], counts: Counts) -> list[Rec]:
+    """Counts what is unchanged; returns the records with something left to do."""
+    live = []
+    for rec in recs:
+        if rec.prev is not None and rec.prev[0] == rec.fp:
             unchanged = [d for d in rec.wanted if d in rec.prev[1] and d in rec.prev[2]]
             for domain in unchanged:
                 counts.add(domain, "read")
@@ -191,37 +244,102 @@ def _skip_unchanged(recs: list[Rec], counts: Counts) -> list[Rec]:
     return live
 
 
-def _transform(recs: list[Rec]) -> list[Rec]:
-    for rec in recs:
-        try:
-            value = decode_value(rec.raw)
-        except DecodeError as exc:
-            rec.whole = ("bad_json", exc.reason)
-            continue
-        try:
-            rec.out = transforms.transform(
-                rec.key, rec.prefix, rec.ident, rec.user_id, value, check_text=may_hold_bad_text(rec.raw)
-            )
-        except Reject as exc:
-            rec.whole = (exc.code, exc.detail)
-            continue
-        except Exception as exc:  # a bug must not stop the run: loud in the quarantine instead
-            logger.exception("kvmigrate: transform failed on %r", rec.key)
-            rec.whole = ("transform_error", f"{type(exc).__name__}: {exc}"[:500])
-            continue
-        rec.parts = [d for d in rec.out.domains if d in rec.todo]
-    return recs
-
-
-def _check_users(recs: list[Rec]) -> None:
-    ids = sorted({r.out.user_id for r in recs if r.out is not None and r.whole is None})
-    if not ids:
+def _transform(rec: Rec) -> None:
+    try:
+        value = decode_value(rec.raw)
+    except DecodeError as exc:
+        rec.bad = ("bad_json", exc.reason)
         return
+    try:
+        rec.out = transforms.transform(
+            rec.key, rec.prefix, rec.ident, rec.user_id, value, check_text=may_hold_bad_text(rec.raw)
+        )
+    except Reject as exc:
+        rec.bad = (exc.code, exc.detail)
+    except Exception as exc:  # a bug must not stop the run: loud in the quarantine instead
+        logger.exception("kvmigrate: transform failed on %r", rec.key)
+        rec.bad = ("transform_error", f"{type(exc).__name__}: {exc}"[:500])
+
+
+def _seal(rec: Rec) -> None:
+    """Serialize (and encrypt) ahead of the transaction what the writes will need."""
+    out = rec.out
+    if out is None:
+        return
+    if out.account is not None:
+        out.account.metadata = _dumps(out.account.metadata)
+        for row in out.account.history:
+            row.metadata = _dumps(row.metadata)
+    if out.subscription is not None:
+        out.subscription.metadata = _dumps(out.subscription.metadata)
+    if out.token is not None:
+        rec.sealed = _sealed_token(out.token)
+
+
+@dataclass
+class State:
+    """What PostgreSQL holds for one batch's users, fetched in one round trip."""
+
+    users: dict[int, str | None] = field(default_factory=dict)  # id -> firebase_uid
+    uid_holders: dict[str, int] = field(default_factory=dict)  # firebase_uid -> id
+    owners: dict[str, dict[int, str | None]] = field(default_factory=dict)  # domain -> user -> owner key
+    customers: dict[str, int] = field(default_factory=dict)  # stripe customer -> user
+    flags: set[tuple[int, str, int]] = field(default_factory=set)
+    quarantined: set[str] = field(default_factory=set)  # keys with unresolved quarantine rows
+
+
+_STATE_SQL = """
+    SELECT 'user', id, firebase_uid FROM users WHERE id = ANY(%(ids)s)
+    UNION ALL SELECT 'uid', id, firebase_uid FROM users WHERE firebase_uid = ANY(%(uids)s)
+    UNION ALL SELECT 'credits', user_id, metadata #>> '{kv,key}' FROM user_credits
+               WHERE user_id = ANY(%(ids)s)
+    UNION ALL SELECT 'billing', user_id, metadata #>> '{kv,key}' FROM subscriptions
+               WHERE user_id = ANY(%(ids)s)
+    UNION ALL SELECT 'gmail', user_id, metadata #>> '{kv,key}' FROM gmail_tokens
+               WHERE user_id = ANY(%(ids)s)
+    UNION ALL SELECT 'customer', user_id, stripe_customer_id FROM subscriptions
+               WHERE stripe_customer_id = ANY(%(customers)s)
+    UNION ALL SELECT 'flag', user_id, kind || ':' || notification_id FROM user_notifications
+               WHERE user_id = ANY(%(flag_ids)s)
+    UNION ALL SELECT 'quarantined', NULL, key FROM kvmigrate_quarantine
+               WHERE key = ANY(%(keys)s) AND resolved_at IS NULL
+"""
+
+
+def _fetch_state(recs: list[Rec]) -> State:
+    state = State(owners={"credits": {}, "billing": {}, "gmail": {}})
+    moving = [r for r in recs if r.out is not None and r.whole is None]
+    params = {
+        "ids": sorted({r.out.user_id for r in moving}),
+        "uids": [r.out.firebase.uid for r in moving if r.out.firebase is not None],
+        "customers": sorted(
+            {r.out.subscription.stripe_customer_id for r in moving if r.out.subscription is not None} - {None}
+        ),
+        "flag_ids": sorted({r.out.user_id for r in moving if r.out.flags}),
+        "keys": [r.key for r in recs],
+    }
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM users WHERE id = ANY(%s)", [ids])
-        known = {row[0] for row in cursor.fetchall()}
+        cursor.execute(_STATE_SQL, params)
+        for tag, number, text in cursor.fetchall():
+            if tag == "user":
+                state.users[number] = text
+            elif tag == "uid":
+                state.uid_holders[text] = number
+            elif tag == "customer":
+                state.customers[text] = number
+            elif tag == "flag":
+                kind, _, flag_id = text.partition(":")
+                state.flags.add((number, kind, int(flag_id)))
+            elif tag == "quarantined":
+                state.quarantined.add(text)
+            else:
+                state.owners[tag][number] = text
+    return state
+
+
+def _check_users(recs: list[Rec], state: State) -> None:
     for rec in recs:
-        if rec.out is not None and rec.whole is None and rec.out.user_id not in known:
+        if rec.out is not None and rec.whole is None and rec.out.user_id not in state.users:
             rec.whole = (
                 "unknown_user",
                 f"user {rec.out.user_id} is not in the users table (import it first)",
@@ -234,36 +352,20 @@ def _refuse_part(rec: Rec, domain: str, code: str, detail: str) -> None:
         rec.parts.remove(domain)
 
 
-def _claim_rows(recs: list[Rec]) -> dict[str, set[int]]:
-    """Decide, per target row, which record may write it (see PRECEDENCE and the docs).
-
-    Returns, per domain, the users whose row already exists (upserted rather than copied in).
-    """
-    existing: dict[str, set[int]] = {"credits": set(), "billing": set(), "gmail": set()}
+def _claim_rows(recs: list[Rec], state: State) -> None:
+    """Decide, per target row, which record may write it (see PRECEDENCE and the docs)."""
     recs = [r for r in recs if r.whole is None and r.parts]
-    _claim_firebase([r for r in recs if "accounts" in r.parts])
-    for domain, table, app_rows_win in (
-        ("credits", "user_credits", False),
-        ("billing", "subscriptions", True),
-        ("gmail", "gmail_tokens", True),
-    ):
+    _claim_firebase([r for r in recs if "accounts" in r.parts], state)
+    for domain, app_rows_win in (("credits", False), ("billing", True), ("gmail", True)):
         claimants = [r for r in recs if domain in r.parts]
         if claimants:
-            existing[domain] = _claim_owned(claimants, domain, table, app_rows_win)
+            _claim_owned(claimants, domain, state.owners[domain], app_rows_win)
     billing = [r for r in recs if "billing" in r.parts and r.out.subscription.stripe_customer_id]
     if billing:
-        _claim_customers(billing)
-    return existing
+        _claim_customers(billing, state)
 
 
-def _claim_owned(recs: list[Rec], domain: str, table: str, app_rows_win: bool) -> set[int]:
-    ids = sorted({r.out.user_id for r in recs})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT user_id, metadata #>> '{{kv,key}}' FROM {table} WHERE user_id = ANY(%s)",  # noqa: S608
-            [ids],
-        )
-        owners = dict(cursor.fetchall())
+def _claim_owned(recs: list[Rec], domain: str, owners: dict[int, str | None], app_rows_win: bool) -> None:
     # In the batch: the record of the highest precedence per user claims the row.
     best: dict[int, Rec] = {}
     for rec in recs:
@@ -291,23 +393,10 @@ def _claim_owned(recs: list[Rec], domain: str, table: str, app_rows_win: bool) -
             _refuse_part(rec, domain, "superseded", f"{domain}: already moved from {owner}, which wins")
         else:  # this record takes the row over: the other key must be looked at again next run
             MigratedRecord.objects.filter(key=owner).delete()
-    return set(owners)
 
 
-def _claim_firebase(recs: list[Rec]) -> None:
-    if not recs:
-        return
-    uids = [r.out.firebase.uid for r in recs]
-    ids = sorted({r.out.user_id for r in recs})
-    with connection.cursor() as cursor:  # two index scans (an OR of both would scan the table)
-        cursor.execute(
-            "SELECT id, firebase_uid FROM users WHERE firebase_uid = ANY(%s) "
-            "UNION SELECT id, firebase_uid FROM users WHERE id = ANY(%s)",
-            [uids, ids],
-        )
-        rows = cursor.fetchall()
-    holder = {uid: user_id for user_id, uid in rows if uid is not None}
-    current = {user_id: uid for user_id, uid in rows}
+def _claim_firebase(recs: list[Rec], state: State) -> None:
+    holder, current = state.uid_holders, state.users
     taken: dict[int, str] = {}
     for rec in sorted(recs, key=lambda r: r.key):
         uid, user_id = rec.out.firebase.uid, rec.out.user_id
@@ -323,15 +412,9 @@ def _claim_firebase(recs: list[Rec]) -> None:
         _refuse_part(rec, "accounts", "conflict", detail)
 
 
-def _claim_customers(recs: list[Rec]) -> None:
+def _claim_customers(recs: list[Rec], state: State) -> None:
     """A Stripe customer belongs to one user (a unique column)."""
-    customers = sorted({r.out.subscription.stripe_customer_id for r in recs})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT stripe_customer_id, user_id FROM subscriptions WHERE stripe_customer_id = ANY(%s)",
-            [customers],
-        )
-        holder = dict(cursor.fetchall())
+    holder = dict(state.customers)
     for rec in sorted(recs, key=lambda r: r.key):
         customer, user_id = rec.out.subscription.stripe_customer_id, rec.out.user_id
         if holder.setdefault(customer, user_id) != user_id:
@@ -404,24 +487,37 @@ _TOKEN_COLUMNS = (
 )  # fmt: skip
 
 
-def _write_tokens(recs: list[Rec], existing: set[int]) -> None:
+def _sealed_token(token) -> dict:
     from gmail import crypto
 
+    return {
+        "access_token": None if token.access_token is None else crypto.encrypt(token.access_token),
+        "refresh_token": None if token.refresh_token is None else crypto.encrypt(token.refresh_token),
+        "scopes": array_literal(token.scopes),
+        "metadata": _dumps(token_metadata(token.metadata)),
+    }
+
+
+def _write_tokens(recs: list[Rec], existing: set[int]) -> None:
     now = timezone.now()
     rows = []
-    for token in (r.out.token for r in recs if "gmail" in r.parts):
+    for rec in recs:
+        if "gmail" not in rec.parts:
+            continue
+        token = rec.out.token
+        sealed = rec.sealed or _sealed_token(token)
         created = token.created_at or token.updated_at or now
         rows.append(
             (
                 token.user_id,
-                None if token.access_token is None else crypto.encrypt(token.access_token),
-                None if token.refresh_token is None else crypto.encrypt(token.refresh_token),
+                sealed["access_token"],
+                sealed["refresh_token"],
                 token.expires_at,
                 token.email,
                 token.display_name,
-                array_literal(token.scopes),
+                sealed["scopes"],
                 "active",
-                _dumps(token_metadata(token.metadata)),
+                sealed["metadata"],
                 created,
                 token.updated_at or created,
             )
@@ -429,7 +525,7 @@ def _write_tokens(recs: list[Rec], existing: set[int]) -> None:
     _upsert("gmail_tokens", _TOKEN_COLUMNS, rows, existing)
 
 
-def _write_flags(recs: list[Rec]) -> None:
+def _write_flags(recs: list[Rec], have: set[tuple[int, str, int]]) -> None:
     """Flags are a union: those the user already has stay, the new ones are copied in."""
     now = timezone.now()
     wanted: dict[tuple[int, str, int], tuple] = {}
@@ -445,12 +541,6 @@ def _write_flags(recs: list[Rec]) -> None:
             wanted.setdefault((rec.out.user_id, flag.kind, flag.notification_id), (shown_at, meta_json))
     if not wanted:
         return
-    ids = sorted({user_id for user_id, _, _ in wanted})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT user_id, kind, notification_id FROM user_notifications WHERE user_id = ANY(%s)", [ids]
-        )
-        have = set(cursor.fetchall())
     rows = [(*flag, *rest) for flag, rest in wanted.items() if flag not in have]
     copy_rows("user_notifications", ("user_id", "kind", "notification_id", "shown_at", "metadata"), rows)
     if rows:

@@ -105,7 +105,7 @@ class MigratedRecord(models.Model):
     same transaction as the rows it describes, so a killed run never leaves it ahead of the data.
     """
 
-    key = models.TextField(unique=True)
+    key = models.TextField(primary_key=True)
     family = models.CharField(max_length=32)
     fingerprint = models.CharField(max_length=64)
     # Domains handled for this fingerprint (moved, or nothing of theirs in the record).
@@ -113,12 +113,20 @@ class MigratedRecord(models.Model):
     # Domains the record has rows in.
     parts = ArrayField(models.CharField(max_length=16), default=list)
     user_id = models.BigIntegerField(null=True, blank=True)
-    run = models.ForeignKey(MigrationRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # No constraint, no index: written for every key of a store, and only ever read by key.
+    run = models.ForeignKey(
+        MigrationRun,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         db_table = "kvmigrate_records"
-        indexes = [models.Index(fields=["user_id"], name="kvmigrate_records_user_idx")]
 
     def __str__(self) -> str:
         return self.key

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 DOMAIN_ORDER = ("users", "accounts", "credits", "billing", "gmail", "notifications", "other")
-COLUMNS = ("read", "created", "updated", "unchanged", "quarantined", "skipped", "verified", "mismatched")
+COLUMNS = (
+    "read", "created", "updated", "unchanged", "quarantined", "skipped", "verified", "mismatched", "gone",
+)  # fmt: skip
 # Examples of quarantined/mismatched keys kept for the report (the counts are always complete).
 EXAMPLES_MAX = 1000
 
@@ -26,6 +28,8 @@ class Counts:
     quarantined: list[dict] = field(default_factory=list)  # {"key", "domain", "code", "reason"}
     mismatched: list[dict] = field(default_factory=list)  # {"key", "domain", "fields"}
     missing: list[dict] = field(default_factory=list)  # {"key", "domain", "reason"}
+    gone: list[dict] = field(default_factory=list)  # {"key", "domain"}: moved before, no longer in the store
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: users, load, verify, reverse
 
     def add(self, domain: str, name: str, n: int = 1) -> None:
         self.by_domain.setdefault(domain, Counter())[name] += n
@@ -43,6 +47,7 @@ class Counts:
             (self.quarantined, other.quarantined),
             (self.mismatched, other.mismatched),
             (self.missing, other.missing),
+            (self.gone, other.gone),
         ):
             mine.extend(theirs[: max(0, EXAMPLES_MAX - len(mine))])
 
@@ -88,9 +93,11 @@ def build(counts: Counts, **header: Any) -> dict[str, Any]:
         **header,
         "domains": counts.as_dict(),
         "totals": {name: counts.total(name) for name in COLUMNS},
+        "seconds": {phase: round(value, 3) for phase, value in counts.seconds.items()},
         "quarantined": counts.quarantined,
         "mismatched": counts.mismatched,
         "missing": counts.missing,
+        "gone": counts.gone,
     }
 
 

@@ -8,9 +8,13 @@ rolled back at the end: it writes nothing, not even its run row, and moves no se
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import queue
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +23,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from . import report, users
-from .load import ALL_DOMAINS, Context, load_batch
-from .models import MigrationRun
-from .report import Counts
+from .load import ALL_DOMAINS, Context, Prepared, load_prepared, prepare_batch
+from .models import MigratedRecord, MigrationRun
+from .report import EXAMPLES_MAX, Counts
 from .sources import SourceError, open_source, open_writer
-from .verify import verify_batch
+from .transforms import FAMILIES
+from .verify import prepare_verify, verify_prepared
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +49,7 @@ class Options:
     source: str | None = None
     only: frozenset[str] = frozenset(ALL_DOMAINS)
     dry_run: bool = False
-    batch_size: int = 500
+    batch_size: int = 2000
     verify_only: bool = False
     reverse: bool = False
     target: str | None = None
@@ -186,6 +191,56 @@ def execute(options: Options) -> Result:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
 
 
+_END = object()
+
+
+def ahead(prepare: Callable[[Any], Any], items: Any, depth: int = 2):
+    """`prepare(item)` for each item, computed in a second thread up to `depth` items ahead.
+
+    The reading and the pure work (decoding, transforming, serializing, encrypting) of the next
+    batch overlap the database's work on the current one. An exception in the thread is raised
+    here; leaving the loop early stops the thread.
+    """
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(value) -> bool:
+        while not stop.is_set():
+            try:
+                results.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        from django.db import connection as thread_connection
+
+        try:
+            for item in items:
+                if not put(prepare(item)):
+                    return
+            put(_END)
+        except BaseException as exc:
+            put(exc)
+        finally:
+            thread_connection.close()  # this thread's own connection, if it opened one
+
+    thread = threading.Thread(target=work, name="kvmigrate-prepare", daemon=True)
+    thread.start()
+    try:
+        while True:
+            value = results.get()
+            if value is _END:
+                return
+            if isinstance(value, BaseException):
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 def _check_options(options: Options) -> None:
     unknown = options.only - set(ALL_DOMAINS)
     if unknown or not options.only:
@@ -221,9 +276,23 @@ def _source_description(options: Options) -> str:
         return _describe_target(options.target)
     try:
         with open_source(options.source) as source:
+            _probe(source)
             return source.describe()
     except SourceError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _probe(source) -> None:
+    """Fail early (exit 2) when the store does not answer, rather than once the run is under way."""
+    from .sources import RedisSource, ReplitSource
+
+    if isinstance(source, ReplitSource):
+        source.list_keys(prefix="\u2603kvmigrate-probe\u2603")  # lists nothing, proves the URL answers
+    elif isinstance(source, RedisSource):
+        try:
+            source.client.ping()
+        except Exception as exc:  # redis' own errors: connection refused, auth, ...
+            raise SourceError(f"{source.describe()} does not answer: {type(exc).__name__}") from None
 
 
 def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress, run) -> None:
@@ -232,14 +301,23 @@ def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress,
     if options.reverse:
         _reverse(options, counts, progress, run)
         return
+    verify = (prepare_verify, verify_prepared)
     if options.verify_only:
-        _pass("verify", verify_batch, options, ctx, counts, progress, run)
+        _pass("verify", verify, options, ctx, counts, progress, run)
         return
-    _pass("load", load_batch, options, ctx, counts, progress, run)
+    # The thread preparing the next batch looks fingerprints up on its own connection: it sees
+    # committed rows only, so not inside a transaction still open (a dry run, a test's).
+    look_up = not connection.in_atomic_block
+    load = (functools.partial(prepare_batch, look_up=look_up), load_prepared)
+    seen: set[int] = set()
+    _pass("load", load, options, ctx, counts, progress, run, seen=seen)
+    report_gone(seen, counts)
     if counts.total("created") or counts.total("updated"):  # a delta run that moved nothing writes nothing
+        started = time.monotonic()
         analyze_targets()
+        counts.seconds["analyze"] = time.monotonic() - started
     # After a load, verify adds its outcomes; what was read, skipped or quarantined is the load's.
-    _pass("verify", verify_batch, options, ctx, counts, progress, run, keep=("verified", "mismatched"))
+    _pass("verify", verify, options, ctx, counts, progress, run, keep=("verified", "mismatched"))
 
 
 # Every table a load writes (or reads back per batch).
@@ -268,6 +346,7 @@ def _save_counts(run: MigrationRun | None, counts: Counts) -> None:
 
 
 def _import_users(options: Options, ctx: Context, counts: Counts, progress: _Progress, run) -> None:
+    started = time.monotonic()
     for raw_rows in users.iter_batches(
         options.users_from, table=options.users_table, columns=options.users_columns, batch_size=1000
     ):
@@ -277,22 +356,30 @@ def _import_users(options: Options, ctx: Context, counts: Counts, progress: _Pro
         _save_counts(run, counts)
     if not options.dry_run:  # sequences ignore rollbacks: a dry run must not move it
         users.move_sequence()
+    counts.seconds["users"] = time.monotonic() - started
 
 
 def _pass(
     phase: str,
-    step: Callable[[list[tuple[str, str]], Context], Counts],
+    steps: tuple[Callable[..., Prepared], Callable[[Prepared, Context], Counts]],
     options: Options,
     ctx: Context,
     counts: Counts,
     progress: _Progress,
     run,
     keep: tuple[str, ...] | None = None,
+    seen: set[int] | None = None,
 ) -> None:
+    """One pass over the store: a second thread reads and prepares batch n+1 while n is written."""
+    prepare, apply = steps
+    started = time.monotonic()
     try:
         with open_source(options.source) as source:
-            for items in source.iter_batches(options.batch_size):
-                batch = step(items, ctx)
+            batches = source.iter_batches(options.batch_size)
+            if seen is not None:
+                batches = _remembering(batches, seen)
+            for prepared in ahead(lambda items: prepare(items, ctx), batches):
+                batch = apply(prepared, ctx)
                 if keep is not None:
                     batch = batch.only(keep)
                 counts.merge(batch)
@@ -300,9 +387,41 @@ def _pass(
                 _save_counts(run, counts)
     except SourceError as exc:
         raise RunFailed(f"{phase}: {exc}") from None
+    finally:
+        counts.seconds[phase] = time.monotonic() - started
+
+
+def _remembering(batches, seen: set[int]):
+    """Pass batches through, remembering a 64-bit hash of every key (8 bytes a key, not the key)."""
+    for batch in batches:
+        seen.update(hash(key) for key, _ in batch)
+        yield batch
+
+
+def report_gone(seen: set[int], counts: Counts, chunk: int = 10_000) -> None:
+    """Keys moved by an earlier run that this run's read of the store did not meet.
+
+    They are counted as `gone` per domain and listed (up to the report's limit), never deleted
+    from PostgreSQL: whether a record vanished on purpose is the operator's call.
+    """
+    with transaction.atomic():  # the server-side cursor streams the fingerprints in chunks
+        for key, family in MigratedRecord.objects.values_list("key", "family").iterator(chunk_size=chunk):
+            if hash(key) not in seen:
+                domain = FAMILIES.get(family, ("other",))[0]
+                counts.add(domain, "gone")
+                if len(counts.gone) < EXAMPLES_MAX:
+                    counts.gone.append({"key": key, "domain": domain})
 
 
 def _reverse(options: Options, counts: Counts, progress: _Progress, run) -> None:
+    started = time.monotonic()
+    try:
+        _write_back(options, counts, progress, run)
+    finally:
+        counts.seconds["reverse"] = time.monotonic() - started
+
+
+def _write_back(options: Options, counts: Counts, progress: _Progress, run) -> None:
     from .reverse import reverse
 
     if options.dry_run:

@@ -18,12 +18,14 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
+from .load import copy_rows
 from .models import QuarantinedRecord
 from .report import Counts
 from .sources import SourceError, mask_url
@@ -147,11 +149,14 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or ["error"])[0]
 
 
+def _shown(raw: dict[str, Any]) -> str:
+    return json.dumps(raw, default=str, ensure_ascii=False)
+
+
 def clean(raw: dict[str, Any]) -> UserRow | BadRow:
     """One raw row -> a user to import, or the reason it cannot be."""
-    shown = json.dumps(raw, default=str, ensure_ascii=False)
     if "_error" in raw:
-        return BadRow(f"users:{raw['id']}", raw.get("_raw", shown), "bad_json", raw["_error"])
+        return BadRow(f"users:{raw['id']}", raw["_raw"], "bad_json", raw["_error"])
     key = f"users:{raw.get('id')}"
     try:
         user_id = parse_int(raw.get("id"), "id", lo=1)
@@ -166,16 +171,16 @@ def clean(raw: dict[str, Any]) -> UserRow | BadRow:
             username = str(username)
         username = username.strip()[:USERNAME_MAX]
         created = raw.get("created_at")
-        if isinstance(created, datetime):
-            created_at = created
+        if isinstance(created, datetime):  # from a database: a naive one is UTC (Django's zone)
+            created_at = created if created.tzinfo else created.replace(tzinfo=UTC)
         elif created in (None, ""):
             created_at = None
         else:
             created_at = parse_ts(created, "created_at")
     except Reject as exc:
-        return BadRow(key, shown, exc.code, exc.detail)
+        return BadRow(key, _shown(raw), exc.code, exc.detail)
     if "\x00" in email + username:
-        return BadRow(key, shown, "bad_text", "the email or username holds a NUL character")
+        return BadRow(key, _shown(raw), "bad_text", "the email or username holds a NUL character")
     return UserRow(user_id, email, username, created_at)
 
 
@@ -250,8 +255,9 @@ def _import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Coun
     with connection.cursor() as cursor:
         if good:
             emails = [r.email for r in good.values()]
-            cursor.execute(
-                "SELECT id, email, username, date_joined FROM users WHERE id = ANY(%s) OR email = ANY(%s)",
+            cursor.execute(  # two index scans (an OR of both would scan the table)
+                "SELECT id, email, username, date_joined FROM users WHERE id = ANY(%s) "
+                "UNION SELECT id, email, username, date_joined FROM users WHERE email = ANY(%s)",
                 [list(good), emails],
             )
             existing = {}
@@ -282,10 +288,13 @@ def _import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Coun
                     counts.add("users", "unchanged")
                 else:
                     changed.append(row)
-            if changed:
-                _upsert(cursor, changed)
-                for row in changed:
-                    counts.add("users", "updated" if row.id in existing else "created")
+            fresh = [row for row in changed if row.id not in existing]
+            again = [row for row in changed if row.id in existing]
+            copy_rows("users", _USER_COLUMNS, [_user_values(row) for row in fresh])
+            if again:
+                _upsert(cursor, again)
+            counts.add("users", "created", len(fresh))
+            counts.add("users", "updated", len(again))
         if bad:
             _quarantine(bad, run_id)
             for b in bad:
@@ -299,6 +308,31 @@ def _import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Coun
             transaction.on_commit(lambda: invalidate("users"))
     counts.add("users", "read", len(raw_rows))
     return counts
+
+
+_USER_COLUMNS = (
+    "id",
+    "email",
+    "username",
+    "date_joined",
+    "password",
+    "is_superuser",
+    "is_staff",
+    "is_active",
+)
+
+
+def _user_values(row: UserRow) -> tuple:
+    return (
+        row.id,
+        row.email,
+        row.username,
+        row.created_at or timezone.now(),
+        UNUSABLE_PASSWORD,
+        False,
+        False,
+        True,
+    )
 
 
 def _upsert(cursor, rows: list[UserRow]) -> None:

@@ -17,23 +17,34 @@ from django.db import connection
 
 from . import transforms
 from .codec import DecodeError, decode_value
-from .load import Context, Rec, classify, copy_rows, fingerprint
+from .load import Context, Prepared, Rec, classify, copy_rows, fingerprint
 from .report import Counts
 from .transforms import Reject, Transformed
 from .transforms.base import may_hold_bad_text
 
 
-def verify_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
+def prepare_verify(items: Iterable[tuple[str, str]], ctx: Context) -> Prepared:
+    """Classify, fingerprint, decode and transform a batch: pure work, done in a second thread."""
     counts = Counts()
     recs = classify(items, ctx, counts)
-    if not recs:
-        return counts
     for rec in recs:
         rec.fp = fingerprint(rec.raw)
+        _transform(rec)
+    return Prepared(recs, counts)
+
+
+def verify_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
+    return verify_prepared(prepare_verify(items, ctx), ctx)
+
+
+def verify_prepared(prepared: Prepared, ctx: Context) -> Counts:
+    counts, recs = prepared.counts, prepared.recs
+    if not recs:
+        return counts
     quarantined = _quarantined(recs)
     good: list[Rec] = []
     for rec in recs:
-        problem = _transform(rec)
+        problem = rec.bad
         if problem is None:
             good.append(rec)
         elif (rec.key, rec.fp) in quarantined:
@@ -81,18 +92,20 @@ def _add(counts: Counts, domain: str, name: str) -> None:
     counts.add(domain, name)
 
 
-def _transform(rec: Rec) -> str | None:
+def _transform(rec: Rec) -> None:
     try:
         value = decode_value(rec.raw)
     except DecodeError as exc:
-        return f"bad_json: {exc.reason}"
+        rec.bad = f"bad_json: {exc.reason}"
+        return
     try:
         rec.out = transforms.transform(
             rec.key, rec.prefix, rec.ident, rec.user_id, value, check_text=may_hold_bad_text(rec.raw)
         )
     except Reject as exc:
-        return f"{exc.code}: {exc.detail}"
-    return None
+        rec.bad = f"{exc.code}: {exc.detail}"
+    except Exception as exc:  # as in the load: reported, not fatal
+        rec.bad = f"transform_error: {type(exc).__name__}: {exc}"
 
 
 def _rows(sql: str, params: list) -> list[tuple]:

@@ -157,4 +157,4 @@ def test_the_run_is_recorded_with_its_source_masked(tmp_path, replit):
     run = MigrationRun.objects.get()
     token = replit.rstrip("/").rsplit("/", 1)[-1]
     assert token not in run.source and "***" in run.source
-    assert run.options["batch_size"] == 500 and run.counts["credits"]["read"] > 0
+    assert run.options["batch_size"] == 2000 and run.counts["credits"]["read"] > 0

@@ -91,7 +91,7 @@ def test_users_from_the_platforms_postgresql_keep_their_ids_and_a_rerun_updates(
 def test_table_and_column_names_are_options(platform_db, empty_store):
     url, conn = platform_db
     conn.execute("CREATE SCHEMA legacy")
-    conn.execute("CREATE TABLE legacy.members (uid bigint, mail text, handle text, joined timestamptz)")
+    conn.execute("CREATE TABLE legacy.members (uid bigint, mail text, handle text, joined timestamp)")
     conn.execute(
         "INSERT INTO legacy.members VALUES (11, 'a@example.com', 'a', now()), "
         "(12, 'b@example.com', 'b', now())"
@@ -102,6 +102,13 @@ def test_table_and_column_names_are_options(platform_db, empty_store):
     )  # fmt: skip
     assert code == 0, out
     assert sorted(User.objects.values_list("id", "username")) == [(11, "a"), (12, "b")]
+    path = os.path.join(os.path.dirname(empty_store), "again.json")
+    code, _ = kvmigrate(
+        "--source", empty_store, "--users-from", url, "--users-table", "legacy.members",
+        "--users-columns", "uid,mail,handle,joined", "--report", path,
+    )  # fmt: skip
+    with open(path) as fh:
+        assert json.load(fh)["domains"]["users"]["unchanged"] == 2  # naive timestamps are UTC
 
 
 def test_a_missing_table_or_unreachable_database_exits_2(platform_db, empty_store):

@@ -31,7 +31,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="do everything, then roll it all back")
         parser.add_argument(
-            "--batch-size", type=int, default=500, help="records per transaction (default 500)"
+            "--batch-size", type=int, default=2000, help="records per transaction (default 2000)"
         )
         parser.add_argument(
             "--verify-only", action="store_true", help="only compare the store with PostgreSQL"
@@ -75,6 +75,11 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             raise CommandError("interrupted; re-run to complete (whole batches were kept)") from None
         self.stdout.write(report.table(result.counts))
+        if result.counts.seconds:
+            self.stdout.write(
+                "time: "
+                + ", ".join(f"{phase} {value:.1f} s" for phase, value in result.counts.seconds.items())
+            )
         if options.dry_run:
             self.stdout.write("dry run: nothing was written")
         run = f"run {result.run.pk}: " if result.run else ""
