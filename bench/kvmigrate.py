@@ -43,6 +43,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -142,8 +143,9 @@ def _drop(*names: str) -> None:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _manage(env: dict, db: str, *args: str, log_to: Path) -> tuple[int, float, float]:
-    """Run `manage.py ARGS` on database `db`: (exit code, wall seconds, peak RSS in MB of that process)."""
+def _manage(env: dict, db: str, *args: str, log_to: Path) -> tuple[int, float, float, float]:
+    """Run `manage.py ARGS` on database `db`: (exit code, wall seconds, peak RSS in MB, CPU seconds
+    (user + system) of that very process)."""
     cmd = [sys.executable, str(ROOT / "manage.py"), *args]
     with open(log_to, "w", encoding="utf-8") as out:
         started = time.perf_counter()
@@ -153,7 +155,8 @@ def _manage(env: dict, db: str, *args: str, log_to: Path) -> tuple[int, float, f
         _, status, usage = os.wait4(proc.pid, 0)  # the rusage of exactly this process
         seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, seconds, usage.ru_maxrss / 1024  # ru_maxrss: KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return proc.returncode, seconds, usage.ru_maxrss / 1024, cpu  # ru_maxrss: KiB on Linux
 
 
 def _checked(code: int, log_file: Path, allowed: tuple[int, ...] = (0,)) -> None:
@@ -209,7 +212,7 @@ def _store(users: int, env: dict, workdir: Path) -> Store:
             "--seed", str(KVGEN["seed"]), "--malformed-share", str(KVGEN["malformed_share"]),
             "--layout", KVGEN["layout"],
         ]  # fmt: skip
-        code, seconds, _ = _manage(env, DB, *args, log_to=workdir / "kvgen.log")
+        code, seconds, _, _ = _manage(env, DB, *args, log_to=workdir / "kvgen.log")
         _checked(code, workdir / "kvgen.log")
         done.write_text(json.dumps(params))  # last: a folder without it is regenerated
         log(f"store: generated in {seconds:.0f} s")
@@ -252,6 +255,7 @@ class Migration:
     keys: int
     report: dict
     load_average: str = ""
+    cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -265,11 +269,11 @@ def _migrate(label: str, env: dict, db: str, source: str, store: Store, workdir:
     report_path = workdir / f"report-{label}.json"
     log_file = workdir / f"kvmigrate-{label}.log"
     log(f"{label}: kvmigrate --source {source} on {db}")
-    code, seconds, rss = _manage(env, db, "kvmigrate", "--source", source, "--report", str(report_path),
+    code, seconds, rss, cpu = _manage(env, db, "kvmigrate", "--source", source, "--report", str(report_path),
                                  log_to=log_file)  # fmt: skip
     _checked(code, log_file, allowed=(0, 3))  # 3: the store's malformed records, quarantined
     report = json.loads(report_path.read_text())
-    result = Migration(label, seconds, rss, store.keys, report, load_average())
+    result = Migration(label, seconds, rss, store.keys, report, load_average(), cpu)
     log(f"{label}: {seconds:.1f} s, {result.rate:,.0f} keys/s, peak RSS {rss:.0f} MB, exit {code}")
     return result
 
@@ -367,14 +371,88 @@ def _ts(ms):
     return datetime.fromtimestamp(ms / 1000, UTC) if isinstance(ms, int | float) else None
 
 
-def _one_at_a_time(keys: list[str], *, synchronous_commit: bool = True) -> tuple[float, int, int]:
+@dataclass
+class Seed:
+    """The seed's way, summed over its rounds."""
+
+    keys: int = 0
+    seconds: float = 0.0
+    rows: int = 0
+    skipped: int = 0
+    users: int = 0
+
+    def add(self, keys: list[str], users: int, result: tuple[float, int, int]) -> None:
+        self.keys += len(keys)
+        self.users += users
+        self.seconds += result[0]
+        self.rows += result[1]
+        self.skipped += result[2]
+
+    @property
+    def rate(self) -> float:
+        return self.keys / self.seconds
+
+
+class RedisReader:
+    """One GET per key from Redis db 10 (the fastest store at hand: a favourable baseline)."""
+
+    def __init__(self) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+
+    def get(self, key: str) -> str | None:
+        return self.client.get(key)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ReplitReader:
+    """The seed's own protocol: one HTTP GET per key from a Replit Database, here the local
+    server (`kvmigrate.replit_server`, its own process, loopback, no TLS) holding the sample's
+    keys, over one keep-alive connection."""
+
+    def __init__(self, keys: list[str], workdir: Path, env: dict) -> None:
+        import http.client
+
+        import redis
+
+        kv = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+        data = {k: v for k, v in zip(keys, kv.mget(keys), strict=True) if v is not None}
+        kv.close()
+        path = workdir / "replit-sample.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        cmd = [sys.executable, "-m", "kvmigrate.replit_server", "--port", str(port), "--data", str(path),
+               "--no-limits"]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        parts = urlsplit(self.proc.stdout.readline().strip())
+        self.base = parts.path
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+    def get(self, key: str) -> str | None:
+        from urllib.parse import quote
+
+        self.conn.request("GET", f"{self.base}/{quote(key, safe='')}")
+        response = self.conn.getresponse()
+        body = response.read()
+        return body.decode("utf-8") if response.status == 200 else None
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _one_at_a_time(keys: list[str], reader, *, synchronous_commit: bool = True) -> tuple[float, int, int]:
     """GET one key, decode it, INSERT one row at a time (autocommit), skip failures silently,
     as the seed's script did. Returns (seconds, rows inserted, keys skipped)."""
     import psycopg
-    import redis
     from psycopg.types.json import Jsonb
 
-    kv = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     inserted = skipped = 0
     flag_kinds = (("notifications", "notification"), ("badges", "badge"), ("easterEggs", "easter_egg"))
     with psycopg.connect(_db_url(DB_SEED), autocommit=True) as conn:
@@ -382,7 +460,7 @@ def _one_at_a_time(keys: list[str], *, synchronous_commit: bool = True) -> tuple
             conn.execute("SET synchronous_commit TO off")
         started = time.perf_counter()
         for key in keys:
-            raw = kv.get(key)
+            raw = reader.get(key)
             try:
                 value = json.loads(raw)
                 while isinstance(value, str):
@@ -453,7 +531,6 @@ def _one_at_a_time(keys: list[str], *, synchronous_commit: bool = True) -> tuple
             except (ValueError, TypeError, KeyError, AttributeError, psycopg.Error):
                 skipped += 1  # the seed's script skipped what failed, silently
         seconds = time.perf_counter() - started
-    kv.close()
     return seconds, inserted, skipped
 
 
@@ -467,7 +544,7 @@ NEWEST = {
     "subscriptions": ("id", "updated_at"),
     "gmail_tokens": ("id", "updated_at"),
     "user_notifications": ("id", "shown_at"),
-    "kvmigrate_records": ("id", "updated_at"),
+    "kvmigrate_records": ("updated_at",),
     "kvmigrate_quarantine": ("id", "created_at", "resolved_at"),
     "cutover_kv_outbox": ("id",),
 }
@@ -607,16 +684,28 @@ def _run(plan: Plan, env: dict, workdir: Path) -> list[Result]:
     log(f"store: {store.keys:,} keys for {store.users:,} users")
     redis_seconds = _load_redis(store)
     log(f"Redis: store loaded into {REDIS_URL} in {redis_seconds:.0f} s")
-    code, _, _ = _manage(env, DB, "migrate", "--noinput", log_to=workdir / "migrate.log")
+    code, _, _, _ = _manage(env, DB, "migrate", "--noinput", log_to=workdir / "migrate.log")
     _checked(code, workdir / "migrate.log")
     empty = workdir / "empty.jsonl"
     empty.write_text("")
-    code, users_seconds, _ = _manage(env, DB, "kvmigrate", "--source", str(empty), "--users-from",
+    code, users_seconds, _, _ = _manage(env, DB, "kvmigrate", "--source", str(empty), "--users-from",
                                      str(store.users_csv), log_to=workdir / "users.log")  # fmt: skip
     _checked(code, workdir / "users.log")
     log(f"users: {store.users:,} imported in {users_seconds:.1f} s")
-    seed_keys = _sample_keys(store, plan.seed_users, 3)  # the third: with synchronous_commit off
+    # The seed's way, rounds of `seed_users` users each: from Redis (A) and over the Replit
+    # protocol (B), twice each, then A with synchronous_commit off (C).
+    samples = _sample_keys(store, plan.seed_users, 5)
+    seed = {"redis": Seed(), "replit": Seed(), "async": Seed()}
     _recreate(DB_SEED, template=DB)
+
+    def seed_round(variant: str, keys: list[str]) -> None:
+        reader = ReplitReader(keys, workdir, env) if variant == "replit" else RedisReader()
+        try:
+            result = _one_at_a_time(keys, reader, synchronous_commit=variant != "async")
+        finally:
+            reader.close()
+        seed[variant].add(keys, plan.seed_users, result)
+        log(f"one at a time ({variant}): {len(keys)} keys in {result[0]:.1f} s")
 
     # Interleaved, so that a busy moment of the shared machine lands on every side.
     _recreate(DB_DUMP, template=DB)
@@ -625,19 +714,18 @@ def _run(plan: Plan, env: dict, workdir: Path) -> list[Result]:
     log(f"COPY ceiling: rows exported: {exported}")
     copy_rounds = [_copy_in(workdir / "rows")]
     log(f"COPY ceiling, round 1: {copy_rounds[-1]:.1f} s")
-    seed_rounds = [_one_at_a_time(seed_keys[0])]
-    log(f"one at a time, round 1: {len(seed_keys[0])} keys in {seed_rounds[-1][0]:.1f} s")
+    seed_round("redis", samples[0])
+    seed_round("replit", samples[1])
 
     _recreate(DB_REDIS, template=DB)
     from_redis = _migrate("redis", env, DB_REDIS, REDIS_URL, store, workdir)
     _drop(DB_REDIS)
     copy_rounds.append(_copy_in(workdir / "rows"))
     log(f"COPY ceiling, round 2: {copy_rounds[-1]:.1f} s")
-    seed_rounds.append(_one_at_a_time(seed_keys[1]))
-    log(f"one at a time, round 2: {len(seed_keys[1])} keys in {seed_rounds[-1][0]:.1f} s")
     shutil.rmtree(workdir / "rows", ignore_errors=True)
-    seed_async = _one_at_a_time(seed_keys[2], synchronous_commit=False)
-    log(f"one at a time, synchronous_commit off: {len(seed_keys[2])} keys in {seed_async[0]:.1f} s")
+    seed_round("replit", samples[2])
+    seed_round("redis", samples[3])
+    seed_round("async", samples[4])
     _drop(DB_SEED)
 
     # Issue 7: the delta run over the unchanged store, on the dump run's database.
@@ -656,8 +744,8 @@ def _run(plan: Plan, env: dict, workdir: Path) -> list[Result]:
     log(f"mirror: {mirror.written:,} changes drained in {mirror.drain_seconds:.2f} s")
 
     return _results(
-        Measured(plan, store, dump, from_redis, copy_rounds, seed_keys[:2], seed_rounds, delta, written,
-                 changed, mirror, users_seconds, (len(seed_keys[2]), *seed_async))
+        Measured(plan, store, dump, from_redis, copy_rounds, seed, delta, written, changed, mirror,
+                 users_seconds)
     )  # fmt: skip
 
 
@@ -668,26 +756,21 @@ class Measured:
     dump: Migration
     redis: Migration
     copy_rounds: list[float]
-    seed_keys: list[list[str]]
-    seed_rounds: list[tuple[float, int, int]]
+    seed: dict[str, Seed]
     delta: Migration
     delta_written: int
     delta_changes: list[str]
     mirror: Mirror
     users_seconds: float
-    seed_async: tuple[int, float, int, int]  # keys, seconds, rows, skipped with synchronous_commit off
 
 
 def _results(m: Measured) -> list[Result]:
     keys = m.store.keys
     ceiling = keys / min(m.copy_rounds)
-    seed_count = sum(len(k) for k in m.seed_keys)
-    seed_seconds = sum(s for s, _, _ in m.seed_rounds)
-    seed_rate = seed_count / seed_seconds
-    seed_rows = sum(rows for _, rows, _ in m.seed_rounds)
+    seed = m.seed["replit"]
     rows: list[Result] = []
     for run_ in (m.dump, m.redis):
-        rows += _migration_rows(run_, m.store, ceiling, seed_rate)
+        rows += _migration_rows(run_, m.store, ceiling, seed.rate, m.seed["redis"].rate)
     copy_times = " / ".join(f"{s:.1f} s" for s in m.copy_rounds)
     rows.append(
         compare(
@@ -699,28 +782,26 @@ def _results(m: Measured) -> list[Result]:
             "rounds (the faster is the ceiling)",
         )
     )
-    rows.append(
-        compare(
-            "one key, one INSERT at a time (the seed's way)",
-            seed_rate,
-            "keys/s",
-            note=f"{seed_count:,} keys of {2 * m.plan.seed_users:,} users in two rounds, {seed_rows:,} rows, "
-            f"{seed_seconds:.1f} s; the whole store would take {keys / seed_rate / 60:.0f} min",
+    for variant, name, how in (
+        ("replit", "the seed's way: one HTTP GET (Replit protocol), one INSERT at a time",
+         "GET from the local Replit Database server over one keep-alive connection"),
+        ("redis", "one Redis GET, one INSERT at a time", "GET from Redis db 10"),
+        ("async", "one Redis GET, one INSERT at a time, synchronous_commit off",
+         "as above without waiting for the WAL flush at each commit (as kvmigrate's session runs)"),
+    ):  # fmt: skip
+        s_ = m.seed[variant]
+        rows.append(
+            compare(
+                name,
+                s_.rate,
+                "keys/s",
+                note=f"{how}; {s_.keys:,} keys of {s_.users:,} users, {s_.rows:,} rows, {s_.seconds:.1f} s; "
+                f"the whole store would take {keys / s_.rate / 60:.0f} min",
+            )
         )
-    )
-    async_keys, async_seconds, _, _ = m.seed_async
-    rows.append(
-        compare(
-            "one key at a time, synchronous_commit off",
-            async_keys / async_seconds,
-            "keys/s",
-            note=f"{async_keys:,} keys of {m.plan.seed_users:,} more users: the same approach without "
-            "waiting for the WAL flush at each commit (as kvmigrate's session runs); informational",
-        )
-    )
     delta = m.delta
     phases = delta.report.get("seconds") or {}
-    split = f"load {phases['load']:.0f} s + verify {phases['verify']:.0f} s; " if "load" in phases else ""
+    split = f"load {phases['load']:.1f} s + verify {phases['verify']:.1f} s; " if "load" in phases else ""
     rows.append(
         compare(
             "delta run, unchanged store",
@@ -755,20 +836,25 @@ def _results(m: Measured) -> list[Result]:
     return rows
 
 
-def _migration_rows(m: Migration, store: Store, ceiling: float, seed_rate: float) -> list[Result]:
+def _migration_rows(
+    m: Migration, store: Store, ceiling: float, seed_rate: float, redis_seed_rate: float
+) -> list[Result]:
     """The targets apply to the load (what COPY and the seed's script do: write the rows); the
     whole run, which then re-reads the store and compares every record (verify), is shown with
     its ratio. Without the report's phase timings (older kvmigrate) the whole run is checked."""
     phases = m.report.get("seconds") or {}
-    load_seconds = phases.get("load")
+    # The ANALYZE after the load (kvmigrate.services.analyze_targets) counts as the load's.
+    load_seconds = phases["load"] + phases.get("analyze", 0) if "load" in phases else None
     split = (
-        f"load {load_seconds:.0f} s + verify {phases.get('verify', 0):.0f} s of {m.seconds:.0f} s"
+        f"load {phases['load']:.1f} s + analyze {phases.get('analyze', 0):.1f} s + verify "
+        f"{phases.get('verify', 0):.1f} s of {m.seconds:.1f} s"
         if load_seconds
         else f"{m.seconds:.0f} s (no phase timings in the report)"
     )
     detail = (
         f"{store.users:,} users, {store.keys:,} keys; {split} (`manage.py kvmigrate --source ...`, its "
-        f"own process, process start included in the whole); {m.total('quarantined'):,} quarantined (the "
+        f"own process, process start included in the whole; {m.cpu_seconds:.0f} s of CPU in that process, "
+        f"PostgreSQL's apart); {m.total('quarantined'):,} quarantined (the "
         f"store's malformed share), {m.total('verified'):,} verified, {m.total('mismatched')} mismatched; "
         f"load average {m.load_average}"
     )
@@ -779,8 +865,10 @@ def _migration_rows(m: Migration, store: Store, ceiling: float, seed_rate: float
     rows = [
         compare(f"{name}, {phase}, vs COPY ceiling", rate, "keys/s", baseline=ceiling, target=COPY_TARGET,
                 note=detail, extra=extra),
-        compare(f"{name}, {phase}, vs one key at a time", rate, "keys/s", baseline=seed_rate,
+        compare(f"{name}, {phase}, vs the seed's way", rate, "keys/s", baseline=seed_rate,
                 target=SEED_TARGET),
+        compare(f"{name}, {phase}, vs one Redis GET + INSERT at a time", rate, "keys/s",
+                baseline=redis_seed_rate),
     ]  # fmt: skip
     if load_seconds:
         rows.append(compare(f"{name}, whole run (load + verify), vs COPY ceiling", m.rate, "keys/s",
