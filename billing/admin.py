@@ -12,6 +12,7 @@ from django.utils.html import format_html
 
 from billing import selectors, services
 from billing.models import Subscription, WebhookEvent, WebhookEventStatus
+from fivedocks.admin import ReadOnlyAdminMixin
 from fivedocks.errors import DomainError
 
 
@@ -92,7 +93,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("event_id", "type", "status", "attempts", "created", "received_at", "processed_at")
     list_filter = ("status", "type", "received_at")
     search_fields = ("event_id", "type")
@@ -103,15 +104,6 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "processed_at", "livemode", "payload_pretty",
     )  # fmt: skip
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: WebhookEvent) -> str:

@@ -24,6 +24,8 @@ import pytest
 import stripe
 from django.conf import settings
 
+from fivedocks.testing import LocalHTTPServer
+
 
 @dataclass
 class RecordedRequest:
@@ -84,7 +86,7 @@ def stripe_error(status: int, error_type: str, message: str, code: str | None = 
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: ThreadingHTTPServer  # with .stand_in: StripeStandIn
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -120,47 +122,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    stand_in: StripeStandIn
-
-
-class StripeStandIn:
+class StripeStandIn(LocalHTTPServer):
     """A local HTTP server answering the Stripe API calls billing makes (see module docstring)."""
 
+    thread_name = "stripe-stand-in"
+
     def __init__(self) -> None:
+        super().__init__()
         self.lock = threading.Lock()
         self.state = _State()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle -------------------------------------------------------------------------
-    def start(self) -> StripeStandIn:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.stand_in = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="stripe-stand-in", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> StripeStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler_class(self) -> type[_Handler]:
+        return _Handler
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() the stand-in first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.base_url
 
     # --- what tests look at ------------------------------------------------------------------
     @property

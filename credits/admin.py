@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from credits import services
 from credits.forms import CreditChangeForm
 from credits.models import CreditAccount, CreditTransaction
+from fivedocks.admin import ReadOnlyAdminMixin
 from fivedocks.errors import DomainError
 
 LEDGER_ROWS = 50
@@ -39,19 +40,8 @@ class BalanceRangeFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(CreditAccount)
-class CreditAccountAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class CreditAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("user_email", "balance", "total_purchased", "total_used", "is_blocked", "last_updated")
     list_select_related = ("user",)
     search_fields = ("user__email",)
@@ -63,9 +53,6 @@ class CreditAccountAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "last_updated", "created_at", "change_credits", "ledger",
     )  # fmt: skip
     fields = readonly_fields
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_staff
 
     @admin.display(description="email", ordering="user__email")
     def user_email(self, obj: CreditAccount) -> str:
@@ -149,16 +136,13 @@ class CreditAccountAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(CreditTransaction)
-class CreditTransactionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "user_email", "type", "amount", "balance_after", "reason")
     list_select_related = ("user",)
     list_filter = ("type", "created_at")
     search_fields = ("user__email", "reason", "idempotency_key")
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_staff
 
     @admin.display(description="email", ordering="user__email")
     def user_email(self, obj: CreditTransaction) -> str:

@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from cutover import services
 from cutover.drain import lag_seconds
 from cutover.models import KvOutbox, WriteFreeze
+from fivedocks.admin import ReadOnlyAdminMixin
 
 
 @admin.register(WriteFreeze)
@@ -34,7 +35,7 @@ class WriteFreezeAdmin(admin.ModelAdmin):
 
 
 @admin.register(KvOutbox)
-class KvOutboxAdmin(admin.ModelAdmin):
+class KvOutboxAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The mirror's backlog: lag (oldest undrained change) and failures at a glance."""
 
     list_display = ("id", "key", "domain", "operation", "created_at", "attempts", "last_error")
@@ -42,15 +43,6 @@ class KvOutboxAdmin(admin.ModelAdmin):
     search_fields = ("key",)
     readonly_fields = ("key", "domain", "created_at", "attempts", "last_error")
     exclude = ("value",)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="operation")
     def operation(self, obj: KvOutbox) -> str:

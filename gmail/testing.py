@@ -19,10 +19,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 import pytest
+
+from fivedocks.testing import LocalHTTPServer
 
 DEFAULT_SCOPES = (
     "https://www.googleapis.com/auth/gmail.modify",
@@ -66,8 +68,10 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class FakeGoogle:
+class FakeGoogle(LocalHTTPServer):
     """Google's OAuth endpoints, in-process. Thread-safe; start with `with FakeGoogle(...) as g:`."""
+
+    thread_name = "fake-google"
 
     def __init__(
         self,
@@ -77,6 +81,7 @@ class FakeGoogle:
         token_lifetime: int = 3599,
         include_id_token: bool = True,
     ):
+        super().__init__()
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_lifetime = token_lifetime
@@ -89,41 +94,14 @@ class FakeGoogle:
         self._codes: dict[str, _PendingCode] = {}
         self._grants: list[Grant] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle -----------------------------------------------------------------------
-    def start(self) -> FakeGoogle:
+    def handler_class(self) -> type[_Handler]:
         fake = self
 
         class Handler(_Handler):
             google = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-google", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeGoogle:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "FakeGoogle is not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return Handler
 
     @property
     def auth_uri(self) -> str:

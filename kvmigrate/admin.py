@@ -5,25 +5,17 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
+from fivedocks.admin import ReadOnlyAdminMixin
 from kvmigrate.models import MigratedRecord, MigrationRun, QuarantinedRecord
+from kvmigrate.report import COLUMNS
 
 RAW_PREVIEW = 80
 ENCRYPTED = "•••• (encrypted: holds OAuth tokens)"
-COUNT_NAMES = ("read", "created", "updated", "unchanged", "quarantined", "skipped", "verified", "mismatched")
+COUNT_NAMES = COLUMNS
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_staff
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
 
 
 def _total(name: str):

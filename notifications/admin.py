@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from fivedocks.admin import ReadOnlyAdminMixin
 from notifications import catalogue
 from notifications.models import UserNotification
 
@@ -29,7 +30,7 @@ class CatalogueEntryFilter(admin.SimpleListFilter):
 
 
 @admin.register(UserNotification)
-class UserNotificationAdmin(admin.ModelAdmin):
+class UserNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "user", "kind", "notification_id", "name", "shown_at")
     list_filter = ("kind", CatalogueEntryFilter, "notification_id", "shown_at")
     date_hierarchy = "shown_at"
@@ -42,12 +43,3 @@ class UserNotificationAdmin(admin.ModelAdmin):
     @admin.display(description="name")
     def name(self, obj: UserNotification) -> str:
         return obj.name
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
