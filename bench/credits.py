@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/credits.py            # full run (about a minute)
     .venv/bin/python bench/credits.py --quick    # short run
+    .venv/bin/python -m bench.run_all --only credits   # as a row group of `make bench` (run(quick))
 
 It measures, in one process against a real PostgreSQL:
 
@@ -52,7 +53,8 @@ OPERATION = "company_search"
 ACTIVE_USERS = 100  # the mix's active users (the issue's figure; --active-users changes it)
 USERS_PER_WORKER = 25  # distinct-users throughput: each worker cycles through its own users
 MAX_WORKERS = 8
-START_BALANCE = 10**15
+# The largest single grant credits.services allows (MAX_CHANGE): far more than a run deducts.
+START_BALANCE = 10**9
 
 # The issue's acceptance targets.
 TARGET_CACHED_P50_US = 20.0
@@ -576,18 +578,21 @@ def render(args, bench: Bench, cached, uncached, mix, throughput, ledger_mismatc
     return "\n".join(lines) + "\n", all_ok
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="a short run (a few seconds)")
-    parser.add_argument("--seconds", type=float, help="seconds per throughput row (default 5, quick 1)")
-    parser.add_argument("--reads", type=int, help="cached reads and mix reads (default 20000, quick 2000)")
-    parser.add_argument(
-        "--out", default=str(ROOT / "bench" / "out" / "credits.md"), help="also write the table here"
-    )
-    parser.add_argument(
-        "--active-users", type=int, default=ACTIVE_USERS, help="users of the read/deduct mix (default 100)"
-    )
-    args = parser.parse_args(argv)
+@dataclass
+class Measured:
+    args: argparse.Namespace
+    bench: Bench
+    cached: Latency
+    uncached: Latency
+    mix: dict
+    throughput: list[Throughput]
+    ledger_mismatches: int
+    report: str
+    ok: bool
+
+
+def measure(args: argparse.Namespace) -> Measured:
+    """The whole run: database ready, users made, every figure measured, bench rows removed."""
     reads = args.reads or (2000 if args.quick else 20000)
     seconds = args.seconds or (1.0 if args.quick else 5.0)
 
@@ -627,12 +632,96 @@ def main(argv: list[str] | None = None) -> int:
         bench.remove_bench_rows()
         connection.close()
 
-    print(report, end="")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
-    return 0 if ok else 1
+    return Measured(args, bench, cached, uncached, mix, throughput, ledger_mismatches, report, ok)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (a few seconds)")
+    parser.add_argument("--seconds", type=float, help="seconds per throughput row (default 5, quick 1)")
+    parser.add_argument("--reads", type=int, help="cached reads and mix reads (default 20000, quick 2000)")
+    parser.add_argument(
+        "--out", default=str(ROOT / "bench" / "out" / "credits.md"), help="also write the table here"
+    )
+    parser.add_argument(
+        "--active-users", type=int, default=ACTIVE_USERS, help="users of the read/deduct mix (default 100)"
+    )
+    return parser
+
+
+def run(quick: bool) -> list:
+    """The bench protocol (bench/common.py): the figures as rows of `make bench`'s table.
+
+    The full report (every latency, every throughput row) goes to stderr and bench/out/credits.md.
+    """
+    from bench.common import compare
+
+    m = measure(parser().parse_args(["--quick"] if quick else []))
+    print(m.report, file=sys.stderr, end="")
+    by_key = {(t.label, t.workers): t for t in m.throughput}
+    svc8 = by_key[("service, distinct users", MAX_WORKERS)]
+    raw8 = by_key[("raw SQL, distinct users", MAX_WORKERS)]
+    rows = [
+        compare(
+            "credits: cached balance read p50",
+            m.cached.p50_us,
+            "µs",
+            target=f"<= {TARGET_CACHED_P50_US:g}",
+            note=f"credits.selectors.get_balance in process, {m.cached.count:,} reads; "
+            f"p99 {m.cached.p99_us:.1f} µs; uncached p50 {m.uncached.p50_us:.0f} µs",
+        ),
+        compare(
+            f"credits: cache hit rate, 1 deduction per 20 reads, {m.bench.active_users} users",
+            m.mix["rate"] * 100,
+            "%",
+            target=f">= {TARGET_HIT_RATE * 100:g}",
+            note=f"{m.mix['reads']:,} reads, {m.mix['deductions']:,} deductions, "
+            f"{m.mix['stale']} stale reads after a write",
+        ),
+        compare(
+            f"credits: deductions/s, {MAX_WORKERS} workers, service vs raw SQL",
+            svc8.per_second,
+            "ops/s",
+            baseline=raw8.per_second,
+            target=f">= {TARGET_SERVICE_RAW_RATIO:g}",
+            note=f"distinct users, a commit per deduction, {m.bench.seconds:g} s per side in "
+            f"{m.bench.rounds} alternating rounds",
+        ),
+    ]
+    for t in m.throughput:
+        path, users = t.label.split(", ", 1)
+        if path != "service" or (users == "distinct users" and t.workers == MAX_WORKERS):
+            continue
+        raw = by_key[(f"raw SQL, {users}", t.workers)]
+        workers = f"{t.workers} worker{'s' * (t.workers > 1)}"
+        rows.append(
+            compare(
+                f"credits: deductions/s, {workers}, {users}", t.per_second, "ops/s", baseline=raw.per_second
+            )
+        )
+    errors = sum(t.errors for t in m.throughput)
+    problems = m.ledger_mismatches + m.mix["stale"] + errors
+    rows.append(
+        compare(
+            "credits: ledger mismatches, stale reads, errors",
+            problems,
+            "",
+            target="<= 0",
+            note=f"{m.ledger_mismatches} accounts whose balance is not their ledger sum, "
+            f"{m.mix['stale']} stale reads, {errors} failed operations",
+        )
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    m = measure(parser().parse_args(argv))
+    print(m.report, end="")
+    return 0 if m.ok else 1
 
 
 if __name__ == "__main__":

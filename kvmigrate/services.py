@@ -312,8 +312,32 @@ def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress,
     seen: set[int] = set()
     _pass("load", load, options, ctx, counts, progress, run, seen=seen)
     report_gone(seen, counts)
+    if counts.total("created") or counts.total("updated"):  # a delta run that moved nothing writes nothing
+        started = time.monotonic()
+        analyze_targets()
+        counts.seconds["analyze"] = time.monotonic() - started
     # After a load, verify adds its outcomes; what was read, skipped or quarantined is the load's.
     _pass("verify", verify, options, ctx, counts, progress, run, keep=("verified", "mismatched"))
+
+
+# Every table a load writes (or reads back per batch).
+TARGET_TABLES = (
+    "users", "user_credits", "credit_transactions", "subscriptions", "gmail_tokens", "user_notifications",
+    "kvmigrate_records", "kvmigrate_quarantine",
+)  # fmt: skip
+
+
+def analyze_targets() -> None:
+    """Fresh planner statistics once the load has written its rows, before verify reads them back.
+
+    Without them (autovacuum off, or behind a bulk load) PostgreSQL guesses that a large share of
+    the ledger matches a batch's `user_id = ANY(...)` and may scan the whole ledger once per verify
+    batch: 20 s of a 50 s run at 20,000 users read from Redis, and growing with the square of the
+    store. ANALYZE reads a fixed-size sample of each table and is transactional (a dry run rolls it
+    back with the rest).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {', '.join(TARGET_TABLES)}")
 
 
 def _save_counts(run: MigrationRun | None, counts: Counts) -> None:
