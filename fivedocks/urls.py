@@ -12,6 +12,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # The 5Ducks client's own paths (exact, no trailing slash) come before the DRF API's.
+    path("", include("fiveducks.legacy_urls")),
+    path("api/service/", include("fiveducks.service_urls")),
     path("api/", include("accounts.urls")),
     path("api/credits/", include("credits.urls")),
     path("api/billing/", include("billing.urls")),

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class FiveducksConfig(AppConfig):
+    """The 5Ducks platform integration (logins, legacy routes, service API)."""
+
+    name = "fiveducks"
+    label = "fiveducks"
+    verbose_name = "5Ducks platform"
