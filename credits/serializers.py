@@ -2,7 +2,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from credits.models import CreditTransaction
+from credits.models import CreditTransaction, PendingCreditChange
 from credits.services import MAX_CHANGE
 
 
@@ -67,3 +67,12 @@ class GrantRequestSerializer(serializers.Serializer):
     )
     reason = serializers.CharField(max_length=500)
     idempotency_key = serializers.CharField(max_length=255, required=False)
+
+
+class PendingChangeSerializer(serializers.ModelSerializer):
+    """A staff change above the approval threshold, waiting for a second staff member."""
+
+    class Meta:
+        model = PendingCreditChange
+        fields = ("id", "user", "amount", "kind", "reason", "status", "requested_by", "requested_at")
+        read_only_fields = fields

@@ -173,6 +173,7 @@ REST_FRAMEWORK = {
     # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After).
     "DEFAULT_THROTTLE_RATES": {
         "credits-deduct": env.str("THROTTLE_DEDUCT", default="600/min"),
+        "credits-grant": env.str("THROTTLE_GRANT", default="120/min"),
         "stripe-webhook": env.str("THROTTLE_WEBHOOK", default="1200/min"),
     },
 }
@@ -197,6 +198,9 @@ CREDIT_OPERATION_COSTS = {
     "search_extension": 110,
 }
 FREE_TIER_MONTHLY_CREDITS = 250
+# Staff grants and adjustments moving more credits than this wait for a second staff member's
+# approval (Credits → Pending credit changes in the admin).
+CREDITS_APPROVAL_THRESHOLD = env_int(env, "CREDITS_APPROVAL_THRESHOLD", 10_000)
 BILLING_PLANS = {
     "ugly-duckling": {
         "name": "Ugly Duckling",
