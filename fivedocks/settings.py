@@ -42,7 +42,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "cachalot",
     "accounts",
@@ -162,7 +161,7 @@ STORAGES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an anonymous caller gets 401 with `WWW-Authenticate: Token`.
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.HashedTokenAuthentication",  # keys stored as SHA-256
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -174,6 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "credits-deduct": env.str("THROTTLE_DEDUCT", default="600/min"),
         "credits-grant": env.str("THROTTLE_GRANT", default="120/min"),
+        "auth-token": env.str("THROTTLE_AUTH_TOKEN", default="30/min"),
         "stripe-webhook": env.str("THROTTLE_WEBHOOK", default="1200/min"),
     },
 }

@@ -19,9 +19,9 @@ import django
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from accounts.models import User  # noqa: E402
+from accounts.services import issue_api_token  # noqa: E402
 from billing import services as billing  # noqa: E402
 from billing.testing import make_event, signed_payload  # noqa: E402
 from credits import services as credits  # noqa: E402
@@ -37,8 +37,8 @@ def _user(name: str, *, staff: bool = False) -> dict:
     user = User.objects.create_user(
         email=f"{name}@{DOMAIN}", password=password, username=name, is_staff=staff, is_superuser=staff
     )
-    token = Token.objects.create(user=user)
-    return {"id": user.pk, "email": user.email, "password": password, "token": token.key, "obj": user}
+    token = issue_api_token(user=user)
+    return {"id": user.pk, "email": user.email, "password": password, "token": token, "obj": user}
 
 
 def seed() -> dict:

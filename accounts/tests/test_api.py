@@ -1,5 +1,5 @@
 import pytest
-from rest_framework.authtoken.models import Token
+from accounts.services import issue_api_token
 from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
@@ -14,9 +14,8 @@ def test_me_requires_credentials(api_client):
 
 
 def test_me_with_token_returns_own_data(user):
-    token = Token.objects.create(user=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_api_token(user=user)}")
     response = client.get("/api/me/")
     assert response.status_code == 200
     assert response.json()["email"] == user.email

@@ -77,7 +77,9 @@ def test_a_change_above_the_threshold_waits_for_a_second_staff_member(user, api_
     first, second = _granter(), _granter()
     api_client.force_authenticate(first)
     response = api_client.post(
-        "/api/credits/grant/", {"user_id": user.pk, "amount": 5000, "reason": "refund of a big pack"}, format="json"
+        "/api/credits/grant/",
+        {"user_id": user.pk, "amount": 5000, "reason": "refund of a big pack"},
+        format="json",
     )
     assert response.status_code == 202, response.content
     pending_id = response.json()["id"]

@@ -31,18 +31,18 @@ def test_metrics_refuse_anonymous_and_non_staff(api_client, user):
     client.force_login(user)
     assert client.get("/metrics").status_code == 403
     token_client = APIClient()
-    from rest_framework.authtoken.models import Token
+    from accounts.services import issue_api_token
 
-    token_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    token_client.credentials(HTTP_AUTHORIZATION=f"Token {issue_api_token(user=user)}")
     assert token_client.get("/metrics").status_code == 403
 
 
 @pytest.mark.django_db
 def test_metrics_accept_a_staff_token(staff_user):
-    from rest_framework.authtoken.models import Token
+    from accounts.services import issue_api_token
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_api_token(user=staff_user)}")
     assert client.get("/metrics").status_code == 200
 
 
