@@ -124,9 +124,9 @@ def _seed(users: int) -> list[tuple[int, str, int]]:
     import redis
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+
     from accounts.models import ApiToken
     from accounts.tokens import generate_key, hash_key
-
     from bench.kv_baseline import encode_record, kv_key
     from credits import services
     from credits.models import CreditTransaction

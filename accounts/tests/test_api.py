@@ -1,6 +1,7 @@
 import pytest
-from accounts.services import issue_api_token
 from rest_framework.test import APIClient
+
+from accounts.services import issue_api_token
 
 pytestmark = pytest.mark.django_db
 
