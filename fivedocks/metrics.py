@@ -97,6 +97,27 @@ def scrape_registry() -> CollectorRegistry:
     return REGISTRY
 
 
+# Label values come from fixed sets, so no request can add series (a flood of invented methods or
+# paths would otherwise grow the registry without bound).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+
+def method_label(method: str | None) -> str:
+    return method if method in HTTP_METHODS else "other"
+
+
+def bounded_label(value: str | None, allowed) -> str:
+    """`value` when it is one of `allowed`, else "other"."""
+    return value if value in allowed else "other"
+
+
+def view_label(match) -> str:
+    """The resolved route's name (or the view's dotted path): a fixed set; "unmatched" when none."""
+    if match is None:
+        return "unmatched"
+    return match.view_name or match._func_path
+
+
 def query_kind(sql: str) -> str:
     head = sql.lstrip()[:10].upper()
     for kind in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
