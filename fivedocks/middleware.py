@@ -21,6 +21,7 @@ class ObservabilityMiddleware:
     def __call__(self, request):
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id  # for log lines written after this middleware returns
         token = request_context.request_id.set(request_id)
         start = time.perf_counter()
         try:
