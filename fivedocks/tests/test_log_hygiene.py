@@ -29,7 +29,7 @@ def console():
 
 
 @pytest.mark.django_db
-def test_the_oauth_callbacks_code_and_state_never_reach_a_log_line(console, user_client, fake_google):
+def test_the_oauth_callbacks_code_and_state_never_reach_a_log_line(console, user_client, fake_google):  # noqa: F811
     connect = user_client.get("/api/gmail/connect/").json()["authorization_url"]
     query = fake_google.consent(connect)
     response = user_client.get("/api/gmail/callback/", query)
