@@ -165,6 +165,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "fivedocks.parsers.JSONParser",  # deep nesting: 400, not a RecursionError
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "fivedocks.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fivedocks.api.exception_handler",

@@ -22,5 +22,7 @@ urlpatterns = [
     path("api/notifications/", include("notifications.urls")),
 ]
 
+handler400 = "fivedocks.api.bad_request"
+handler403 = "fivedocks.api.permission_denied"
 handler404 = "fivedocks.api.not_found"
 handler500 = "fivedocks.api.server_error"
