@@ -4,11 +4,11 @@ from rest_framework import exceptions, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import services
 from accounts.serializers import MeSerializer, TokenRequestSerializer, TokenSerializer
+from fivedocks.throttling import SharedScopedRateThrottle
 
 
 class MeView(APIView):
@@ -26,7 +26,7 @@ class TokenView(APIView):
     new key and revokes the previous one; the key is in this answer only. DELETE revokes it.
     """
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SharedScopedRateThrottle]
     throttle_scope = "auth-token"
 
     def get_permissions(self):

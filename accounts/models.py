@@ -72,3 +72,18 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"API token of {self.user_id}"
+
+
+class ThrottleCounter(models.Model):
+    """One fixed-window request counter per throttle key (scope and caller), shared by every
+    worker: fivedocks.throttling counts in one atomic upsert when the cache is not Redis."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    window_start = models.BigIntegerField()
+    hits = models.IntegerField()
+
+    class Meta:
+        db_table = "throttle_counters"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.hits}"

@@ -7,7 +7,6 @@ from rest_framework import generics, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from billing import selectors, services
@@ -21,6 +20,7 @@ from billing.serializers import (
     WebhookAckSerializer,
 )
 from fivedocks.api import error_body
+from fivedocks.throttling import SharedScopedRateThrottle
 
 _UPSTREAM = OpenApiResponse(description="Stripe failed or refused; `detail` gives its reason")
 
@@ -80,7 +80,7 @@ class WebhookView(APIView):
     parser_classes: list = []
     # Outside traffic: a per-address rate (THROTTLE_WEBHOOK) answers 429 + Retry-After past it;
     # Stripe retries those deliveries later.
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SharedScopedRateThrottle]
     throttle_scope = "stripe-webhook"
 
     @extend_schema(

@@ -4,7 +4,6 @@ from rest_framework import generics, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from credits import selectors, services
@@ -18,6 +17,7 @@ from credits.serializers import (
     TransactionSerializer,
 )
 from fivedocks.errors import NotFound
+from fivedocks.throttling import SharedScopedRateThrottle
 
 
 def _result_body(result: services.CreditResult) -> dict:
@@ -58,7 +58,7 @@ class TransactionListView(generics.ListAPIView):
 class DeductView(APIView):
     """Charge an operation's cost. A retry with the same idempotency key returns the first result."""
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SharedScopedRateThrottle]
     throttle_scope = "credits-deduct"
 
     @extend_schema(
@@ -88,7 +88,7 @@ class GrantView(APIView):
     """
 
     permission_classes = [IsAdminUser]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SharedScopedRateThrottle]
     throttle_scope = "credits-grant"
 
     @extend_schema(

@@ -49,6 +49,12 @@ WEBHOOK_EVENTS = Counter(
     ["type", "result"],
     registry=REGISTRY,
 )
+THROTTLE_FAIL_OPEN = Counter(
+    "fivedocks_throttle_fail_open_total",
+    "Requests let through unthrottled because the throttle's counter store was unavailable.",
+    ["scope"],
+    registry=REGISTRY,
+)
 KV_MIRROR_LAG = Gauge(
     "fivedocks_kv_mirror_lag_seconds",
     "Age of the oldest change not yet written to the KV store (0 when drained).",

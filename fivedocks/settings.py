@@ -174,7 +174,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fivedocks.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "fivedocks.schema.AutoSchema",  # documents the implied errors
-    # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After).
+    # Trusted proxies in front of the app: the client address is the one the last of them saw
+    # (0: REMOTE_ADDR; never X-Forwarded-For unless a proxy is declared), so a client cannot
+    # invent addresses to escape a throttle.
+    "NUM_PROXIES": env_int(env, "NUM_PROXIES", 0),
+    # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After);
+    # the money paths count in Redis or PostgreSQL across workers (fivedocks.throttling).
     "DEFAULT_THROTTLE_RATES": {
         "credits-deduct": env.str("THROTTLE_DEDUCT", default="600/min"),
         "credits-grant": env.str("THROTTLE_GRANT", default="120/min"),

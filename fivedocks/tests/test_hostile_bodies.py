@@ -15,7 +15,9 @@ def test_deeply_nested_json_is_400(user_client):
         assert response.status_code == 400, response.content[:200]
         assert response.json()["code"] == "parse_error"
     nested_object = '{"a":' * 50_000 + "1" + "}" * 50_000
-    response = user_client.post("/api/notifications/easter-eggs/claim/", nested_object, content_type="application/json")
+    response = user_client.post(
+        "/api/notifications/easter-eggs/claim/", nested_object, content_type="application/json"
+    )
     assert response.status_code == 400
 
 
