@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "kvmigrate",
     "cutover",
     "fiveducks",
+    "axes",  # admin login rate limiting (fivedocks.login_guard)
 ]
 
 MIDDLEWARE = [
@@ -65,7 +67,22 @@ MIDDLEWARE = [
     "cutover.middleware.WriteFreezeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout answer
 ]
+
+# --- Login rate limiting (django-axes): per account and client address --------------------
+AUTHENTICATION_BACKENDS = [
+    "fivedocks.login_guard.LoginGuardBackend",  # refuses a locked-out account+address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int(env, "AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int(env, "AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "fivedocks.login_guard.client_ip"
+AXES_USERNAME_CALLABLE = "fivedocks.login_guard.login_name"
+AXES_LOCKOUT_CALLABLE = "fivedocks.login_guard.lockout_response"
+AXES_VERBOSE = False
 
 # --- Production security (DEBUG off). Each can be overridden from the environment. ----------
 _PRODUCTION = not (DEBUG or TESTING)
