@@ -72,6 +72,8 @@ class GrantRequestSerializer(serializers.Serializer):
 class PendingChangeSerializer(serializers.ModelSerializer):
     """A staff change above the approval threshold, waiting for a second staff member."""
 
+    kind = serializers.CharField(read_only=True, help_text="purchase, bonus, allowance or adjustment")
+
     class Meta:
         model = PendingCreditChange
         fields = ("id", "user", "amount", "kind", "reason", "status", "requested_by", "requested_at")
