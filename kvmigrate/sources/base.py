@@ -84,6 +84,9 @@ class Writer(ABC):
     def set_many(self, items: Iterable[Item]) -> int:
         """Store every (key, raw value) pair; returns how many were written."""
 
+    def check(self, key: str | bytes, value: str | bytes) -> None:  # noqa: B027 - optional hook
+        """SourceError when the store cannot hold this pair (checked before a restore writes anything)."""
+
     @abstractmethod
     def describe(self) -> str:
         """A one-line description safe to print and record (secrets masked)."""

@@ -322,6 +322,10 @@ class ReplitWriter(Writer):
     def set(self, key: str, value: str) -> None:
         self.set_many([(key, value)])
 
+    def check(self, key: str | bytes, value: str | bytes) -> None:
+        key = _text_item(key)
+        _check_item(key, _text_item(value, key))
+
     def _post(self, parts: list[str]) -> int:
         self.counters.add("requests")
         self._client.request(
