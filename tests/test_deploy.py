@@ -21,6 +21,7 @@ import yaml
 from tests.liveserver import ROOT, LiveServer
 
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERT_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "fivedocks.json"
 # Grafana's own variables, replaced as Grafana does before the query reaches Prometheus.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "6h"}
@@ -79,6 +80,15 @@ def test_alert_rules_pass_promtool_or_a_full_parse():
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"SUCCESS: {len(load_rules())} rules found" in result.stdout
+        # and they fire when they should (mirror lag, credit errors, 5xx), not before
+        result = subprocess.run(
+            [promtool, "test", "rules", ALERT_TESTS.name],
+            cwd=ALERT_TESTS.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
     # Without promtool this is the whole check; with it, a second opinion.
     for rule in load_rules():
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations", "keep_firing_for"}, rule
