@@ -204,6 +204,11 @@ class Plan:
     deletes: list[bytes]
     unchanged: int
     target_count: int
+    other_types: int = 0  # Redis keys holding hashes, lists...: not KV records, left alone
+
+    @property
+    def target_empty(self) -> bool:
+        return not (self.target_count or self.other_types)
 
 
 def plan_restore(backup: Verified, target: Source, *, progress: Progress | None = None) -> Plan:
@@ -215,6 +220,7 @@ def plan_restore(backup: Verified, target: Source, *, progress: Progress | None 
         deletes=deletes,
         unchanged=len(backup.digests) - len(writes),
         target_count=len(current),
+        other_types=target.counters["not_strings"],
     )
 
 

@@ -237,6 +237,21 @@ def test_restore_refuses_a_non_empty_target_unless_forced(replit_pair, tmp_path)
     assert target.store.snapshot() == source.store.snapshot()
 
 
+def test_restore_refuses_a_redis_target_holding_only_other_types(redis_pair, replit_pair, tmp_path):
+    source, _ = replit_pair
+    _, b = redis_pair
+    source.store.set_many(list(AWKWARD.items()))
+    path = _backup_of(source, tmp_path)
+    b.rpush(b"a-list", b"x")
+    code, out = run("kvrestore", "--target", REDIS_B, "--from", str(path))
+    assert code == 2 and "refusing" in out
+    assert b.dbsize() == 1
+    code, out = run("kvrestore", "--target", REDIS_B, "--from", str(path), "--force")
+    assert code == 0, out
+    assert b.lrange(b"a-list", 0, -1) == [b"x"]  # not a KV record: left alone
+    assert b.get(b"line\nbreak:1") == b"two\nlines\r\n"
+
+
 def test_restore_to_replit_refuses_bytes_it_cannot_hold_before_writing(redis_pair, replit_pair, tmp_path):
     a, _ = redis_pair
     _, target = replit_pair

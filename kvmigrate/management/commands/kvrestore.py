@@ -80,7 +80,9 @@ class Command(BaseCommand):
             f"target {writer.describe()}: {plan.target_count} keys; "
             f"{len(plan.writes)} to write, {len(plan.deletes)} to delete, {plan.unchanged} unchanged"
         )
-        refused = plan.target_count and not opts["force"]
+        if plan.other_types:
+            self.stdout.write(f"target also holds {plan.other_types} keys of other Redis types (left alone)")
+        refused = not plan.target_empty and not opts["force"]
         if opts["dry_run"]:
             for verb, keys in (("write", plan.writes), ("delete", plan.deletes)):
                 for key in keys[:SHOWN]:
@@ -93,8 +95,9 @@ class Command(BaseCommand):
             return
         if refused:
             raise CommandError(
-                f"the target holds {plan.target_count} keys: refusing to restore over them. "
-                "--force makes it equal to the backup (see --dry-run for what changes)",
+                f"the target holds {plan.target_count + plan.other_types} keys: "
+                "refusing to restore over them. --force makes it equal to the backup "
+                "(see --dry-run for what changes)",
                 returncode=2,
             )
         with self._bar("restoring", len(plan.writes) + len(plan.deletes)) as bar:
