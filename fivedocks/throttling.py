@@ -75,6 +75,9 @@ class SharedScopedRateThrottle(ScopedRateThrottle):
         key = self.get_cache_key(request, view)
         if key is None:
             return True
+        # The rate is part of the counter's name: a changed rate starts a fresh count, and a
+        # count kept in one window length is never read in another.
+        key = f"{key}:{self.num_requests}/{self.duration}"
         now = time.time()
         window = int(now // self.duration)
         try:
