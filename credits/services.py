@@ -137,8 +137,12 @@ def grant(
     idempotency_key: str | None = None,
     metadata: dict | None = None,
     created_by=None,
+    client_key: str | None = None,
 ) -> CreditResult:
-    """Add credits (purchase, bonus, allowance). Unblocks an account that returns to >= 0."""
+    """Add credits (purchase, bonus, allowance). Unblocks an account that returns to >= 0.
+
+    `client_key`: a key a caller sent (stored as `user:<key>`; see `deduct`).
+    """
     if amount <= 0:
         raise DomainError("A grant must be a positive number of credits.")
     if kind not in (Type.PURCHASE, Type.BONUS, Type.ALLOWANCE):
@@ -150,7 +154,8 @@ def grant(
         amount=amount,
         kind=kind,
         reason=reason,
-        idempotency_key=idempotency_key,
+        idempotency_key=user_idempotency_key(client_key) if client_key else idempotency_key,
+        legacy_key=client_key,
         metadata=metadata,
         created_by=created_by,
     )
@@ -698,8 +703,8 @@ def request_staff_change(
             user=user, amount=amount, kind=kind, reason=reason.strip(), requested_by=actor
         )
         return StaffChangeResult(pending=pending)
-    key = user_idempotency_key(client_key) if client_key else None
     if kind == Type.ADJUSTMENT:
+        key = user_idempotency_key(client_key) if client_key else None
         result = adjust(user=user, amount=amount, reason=reason, created_by=actor, idempotency_key=key)
     else:
         result = grant(
@@ -707,7 +712,7 @@ def request_staff_change(
             amount=amount,
             kind=kind,
             reason=reason,
-            idempotency_key=key,
+            client_key=client_key,
             metadata=metadata,
             created_by=actor,
         )

@@ -70,6 +70,17 @@ def test_a_granter_with_the_permission_grants_below_the_threshold(user, api_clie
         "/api/credits/grant/", {"user_id": user.pk, "amount": 1000, "reason": "support"}, format="json"
     )
     assert response.status_code == 201 and response.json()["balance"] == 1000
+    # A staff key lives in the client namespace too, and a retry replays.
+    payload = {
+        "user_id": user.pk,
+        "amount": 5,
+        "reason": "ticket 9",
+        "idempotency_key": "monthly-allowance:2026-12",
+    }
+    first = api_client.post("/api/credits/grant/", payload, format="json")
+    again = api_client.post("/api/credits/grant/", payload, format="json")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert CreditTransaction.objects.filter(idempotency_key="user:monthly-allowance:2026-12").count() == 1
 
 
 def test_a_change_above_the_threshold_waits_for_a_second_staff_member(user, api_client, settings):
