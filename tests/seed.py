@@ -45,6 +45,8 @@ def seed() -> dict:
     staff = _user("staff", staff=True)
     member = _user("member")
     customer = _user("customer")
+    # Its API key is rotated and revoked by the token endpoint's fuzzing: nobody else uses it.
+    keyholder = _user("keyholder")
 
     credits.grant(user=member["obj"], amount=5000, kind="purchase", reason="e2e: starting credits")
     credits.deduct(user=member["obj"], operation="company_search", idempotency_key="e2e-seed-1")
@@ -68,6 +70,7 @@ def seed() -> dict:
         "staff": staff,
         "member": member,
         "customer": customer,
+        "keyholder": keyholder,
         "subscription": subscription,
         "gmail": gmail_tokens,
     }
