@@ -3,7 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from credits.models import CreditTransaction, PendingCreditChange
-from credits.services import MAX_CHANGE
+from credits.services import MAX_CHANGE, MAX_CLIENT_KEY_LENGTH
 
 
 class BalanceSerializer(serializers.Serializer):
@@ -44,7 +44,8 @@ class DeductRequestSerializer(serializers.Serializer):
         max_length=64, help_text=f"One of: {', '.join(sorted(settings.CREDIT_OPERATION_COSTS))}"
     )
     idempotency_key = serializers.CharField(
-        max_length=255, help_text="Unique per user; a retry with the same key returns the first result."
+        max_length=MAX_CLIENT_KEY_LENGTH,
+        help_text="Unique per user; a retry with the same key returns the first result.",
     )
 
 
@@ -66,7 +67,7 @@ class GrantRequestSerializer(serializers.Serializer):
         default=CreditTransaction.Type.BONUS,
     )
     reason = serializers.CharField(max_length=500)
-    idempotency_key = serializers.CharField(max_length=255, required=False)
+    idempotency_key = serializers.CharField(max_length=MAX_CLIENT_KEY_LENGTH, required=False)
 
 
 class PendingChangeSerializer(serializers.ModelSerializer):

@@ -78,8 +78,17 @@ GRANT_PERMISSION = "credits.grant_credits"
 USER_KEY_PREFIX = "user:"
 
 
+# The ledger column holds 255 characters, the prefix included.
+MAX_CLIENT_KEY_LENGTH = 255 - len(USER_KEY_PREFIX)
+
+
 def user_idempotency_key(client_key: str) -> str:
     """The stored form of a key a user (or staff member) sent through the API."""
+    if len(client_key) > MAX_CLIENT_KEY_LENGTH:
+        raise DomainError(
+            f"An idempotency key has at most {MAX_CLIENT_KEY_LENGTH} characters.",
+            idempotency_key=[f"Ensure this field has no more than {MAX_CLIENT_KEY_LENGTH} characters."],
+        )
     return f"{USER_KEY_PREFIX}{client_key}"
 
 

@@ -87,3 +87,17 @@ def test_the_batch_carries_on_per_user_and_reports_failures(capsys):
     assert "granted 1," in out and "failed 1" in out
     assert f"user {stuck.pk}:" in err
     assert CreditAccount.objects.get(user=fine).balance == 250
+
+
+def test_the_longest_client_key_fits_with_its_prefix(user, user_client):
+    services.grant(user=user, amount=100, reason="welcome")
+    for length, expected in (
+        (services.MAX_CLIENT_KEY_LENGTH, 200),
+        (services.MAX_CLIENT_KEY_LENGTH + 1, 400),
+    ):
+        response = user_client.post(
+            "/api/credits/deduct/",
+            {"operation": "company_search", "idempotency_key": "k" * length},
+            format="json",
+        )
+        assert response.status_code == expected, response.content
