@@ -99,7 +99,8 @@ def _store(env: dict, workdir: Path) -> tuple[Path, Path]:
     """A 5,000-key store (JSON object for the server) and its users' CSV."""
     dump, users = workdir / "store.jsonl", workdir / "users.csv"
     code, _, _, _ = _manage(env, DB, "kvgen", "--users", str(USERS), "--seed", "1",
-                            "--malformed-share", "0.02", "--layout", "real", "--out", str(dump), "--users-out", str(users),
+                            "--malformed-share", "0.02", "--layout", "real", "--out", str(dump),
+                            "--users-out", str(users),
                             log_to=workdir / "kvgen.log")  # fmt: skip
     _checked(code, workdir / "kvgen.log")
     data = {}
