@@ -320,11 +320,15 @@ def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress,
     look_up = not connection.in_atomic_block
     load = (functools.partial(prepare_batch, look_up=look_up), load_prepared)
     seen: set[int] = set()
+    # A delta run verifies what it moves. Everything else was verified, unchanged since, by an
+    # earlier run that finished its verify pass with nothing mismatched; when that is not so (the
+    # first run, one killed before verifying, one that found mismatches) every record is verified.
+    moved: set[int] | None = set() if _verified_before(ctx.run) else None
     # Over the network (a Replit Database) verify replays what the load read rather than reading
     # every key again: it proves PostgreSQL holds the records as the load read them. Changes made
     # to the store after that read are the next delta run's (the runbook's last one runs frozen).
     with Snapshot() if store_kind(options.source) == "replit" else contextlib.nullcontext() as snapshot:
-        _pass("load", load, options, ctx, counts, progress, run, seen=seen, snapshot=snapshot)
+        _pass("load", load, options, ctx, counts, progress, run, seen=seen, snapshot=snapshot, moved=moved)
         report_gone(seen, counts)
         if counts.total("created") or counts.total("updated"):  # a delta run that moved nothing: no writes
             started = time.monotonic()
@@ -332,7 +336,18 @@ def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress,
             counts.seconds["analyze"] = time.monotonic() - started
         # After a load, verify adds its outcomes; what was read, skipped or quarantined is the load's.
         _pass("verify", verify, options, ctx, counts, progress, run, keep=("verified", "mismatched"),
-              replay=snapshot)  # fmt: skip
+              replay=snapshot, only=moved)  # fmt: skip
+
+
+def _verified_before(run: MigrationRun | None) -> bool:
+    """Whether the newest earlier load or verify run finished its verify pass, nothing mismatched."""
+    earlier = MigrationRun.objects.filter(mode__in=[MigrationRun.Mode.MIGRATE, MigrationRun.Mode.VERIFY])
+    if run is not None:
+        earlier = earlier.exclude(pk=run.pk)
+    last = earlier.order_by("-started_at", "-pk").first()
+    if last is None or last.status not in (MigrationRun.Status.SUCCEEDED, MigrationRun.Status.ATTENTION):
+        return False
+    return not any(domain.get("mismatched") for domain in (last.counts or {}).values())
 
 
 # Every table a load writes (or reads back per batch).
@@ -387,11 +402,14 @@ def _pass(
     seen: set[int] | None = None,
     snapshot: Snapshot | None = None,
     replay: Snapshot | None = None,
+    moved: set[int] | None = None,
+    only: set[int] | None = None,
 ) -> None:
     """One pass over the store: a second thread reads and prepares batch n+1 while n is written.
 
     `snapshot` records what the pass reads; `replay` makes the pass read such a record instead of
-    the store.
+    the store. `moved` collects a hash of each key the pass moved (created or updated); `only`
+    limits the pass to the keys of such a set.
     """
     prepare, apply = steps
     started = time.monotonic()
@@ -402,8 +420,12 @@ def _pass(
                 batches = snapshot.recording(batches)
             if seen is not None:
                 batches = _remembering(batches, seen)
+            if only is not None:
+                batches = _limited(batches, only)
             for prepared in ahead(lambda items: prepare(items, ctx), batches):
                 batch = apply(prepared, ctx)
+                if moved is not None:
+                    moved.update(hash(rec.key) for rec in prepared.recs if rec.todo)
                 if keep is not None:
                     batch = batch.only(keep)
                 counts.merge(batch)
@@ -421,6 +443,14 @@ def _open(options: Options):
     if store_kind(options.source) == "replit":
         return open_source(options.source, concurrency=options.concurrency)
     return open_source(options.source)
+
+
+def _limited(batches, keys: set[int]):
+    """The batches' items whose key hash is in `keys` (empty batches dropped)."""
+    for batch in batches:
+        kept = [item for item in batch if hash(item[0]) in keys]
+        if kept:
+            yield kept
 
 
 def _remembering(batches, seen: set[int]):

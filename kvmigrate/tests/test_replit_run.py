@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kvmigrate.kvgen import GenOptions, generate
-from kvmigrate.models import MigrationRun
+from kvmigrate.models import MigratedRecord, MigrationRun, QuarantinedRecord
 from kvmigrate.replit_server import start_replit_server
 from kvmigrate.sources.snapshot import Snapshot
 
@@ -78,3 +78,48 @@ def test_a_snapshot_replays_exactly_what_was_read():
         assert list(snapshot.replay()) == batches
         assert list(snapshot.replay()) == batches  # replayable more than once
         assert (snapshot.batches, snapshot.items) == (2, 4)
+
+
+def _verified(run: MigrationRun) -> int:
+    return sum(c.get("verified", 0) for c in run.counts.values())
+
+
+def test_a_delta_run_verifies_what_it_moved(replit):
+    url, server, users_csv = replit
+    kvmigrate("--source", url, "--users-from", str(users_csv))
+    assert _verified(MigrationRun.objects.latest("pk")) > 0
+    kvmigrate("--source", url)  # unchanged: nothing moved, nothing to verify again
+    assert _verified(MigrationRun.objects.latest("pk")) == 0
+    key = next(k for k in sorted(server.store.keys("user_credits:")) if _movable(k))
+    record = json.loads(json.loads(server.store.get(key)))
+    record["currentBalance"] += 5
+    credit = {"type": "credit", "amount": 5, "description": "x", "timestamp": 1_700_000_000_000}
+    record["transactions"] = [*record.get("transactions", []), credit]
+    server.store.set_many([(key, json.dumps(json.dumps(record)))])
+    _, out = kvmigrate("--source", url)
+    run = MigrationRun.objects.latest("pk")
+    assert run.counts["credits"]["updated"] == 1, out
+    assert run.counts["credits"]["verified"] == 1
+    assert run.counts["credits"]["mismatched"] == 0
+
+
+def _movable(key: str) -> bool:
+    """A credits record that was moved (not quarantined) by the first run."""
+    return (
+        MigratedRecord.objects.filter(key=key).exists()
+        and not QuarantinedRecord.objects.filter(key=key).exists()
+    )
+
+
+@pytest.mark.parametrize("earlier", ["interrupted", "mismatched"])
+def test_everything_is_verified_again_when_the_last_run_did_not_verify_cleanly(replit, earlier):
+    url, _, users_csv = replit
+    kvmigrate("--source", url, "--users-from", str(users_csv))
+    first = MigrationRun.objects.latest("pk")
+    if earlier == "interrupted":  # killed before its verify pass
+        MigrationRun.objects.create(mode="migrate", source="x", status="interrupted")
+    else:
+        first.counts["credits"]["mismatched"] = 1
+        first.save(update_fields=["counts"])
+    kvmigrate("--source", url)
+    assert _verified(MigrationRun.objects.latest("pk")) == _verified(first)
