@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, quote_plus, unquote, urlencode
+from urllib.parse import quote, quote_plus, unquote, urlencode, urlsplit
 
 import urllib3
 
@@ -151,6 +151,7 @@ class _Client:
         self._retry = _retry(self.policy)
         self._timeout = urllib3.Timeout(connect=self.policy.connect_timeout, read=self.policy.read_timeout)
         self.pool = urllib3.PoolManager(num_pools=2, maxsize=max(pool_size, 1), retries=self._retry)
+        self._endpoint: tuple[str, urllib3.HTTPConnectionPool, str] | None = None  # url, pool, path
         self._url_lock = threading.Lock()
 
     @property
@@ -177,6 +178,14 @@ class _Client:
             self.url, self.origin = fresh, origin
             return True
 
+    def _pool_for(self, url: str) -> tuple[urllib3.HTTPConnectionPool, str]:
+        """The connection pool and base path of `url`, parsed once (not on every request)."""
+        endpoint = self._endpoint
+        if endpoint is None or endpoint[0] != url:
+            endpoint = (url, self.pool.connection_from_url(url), urlsplit(url).path)
+            self._endpoint = endpoint
+        return endpoint[1], endpoint[2]
+
     def request(
         self,
         method: str,
@@ -192,12 +201,21 @@ class _Client:
         refreshed = False
         while True:
             used = self.url
-            url = used if key is None else f"{used}/{quote(key, safe='')}"
+            pool, path = self._pool_for(used)
+            if key is not None:
+                path = f"{path}/{quote(key, safe='')}"
             if query:
-                url = f"{url}?{query}"
+                path = f"{path}?{query}"
             try:
-                resp = self.pool.request(
-                    method, url, body=body, headers=headers, timeout=self._timeout, preload_content=True
+                resp = pool.urlopen(
+                    method,
+                    path,
+                    body=body,
+                    headers=headers,
+                    retries=self._retry,
+                    timeout=self._timeout,
+                    redirect=False,
+                    preload_content=True,
                 )
             except urllib3.exceptions.MaxRetryError as exc:
                 self.counters.add("retries", tries - 1)
