@@ -354,6 +354,8 @@ def _process(*, pk: int) -> tuple[WebhookEvent, bool]:
             try:
                 with transaction.atomic():
                     row.note = handler(_event_object(row), context) or ""
+                if not row.payload:
+                    row.note = f"read from the raw body (JSONB refused the payload); {row.note}"
             except Unmatched as exc:
                 row.status = WebhookEventStatus.UNMATCHED
                 row.note = f"unmatched: {exc}"
