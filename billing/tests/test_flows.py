@@ -302,25 +302,36 @@ def test_a_body_above_djangos_upload_limit_is_accepted(api_client, settings):
 
 
 def test_a_storage_error_answers_in_the_error_shape_and_a_redelivery_stores_it(api_client, monkeypatch):
+    from django.db import OperationalError
+
     ctx = flows.prepare("subscribe", LAYOUTS[1])
-    calls = {"n": 0}
-    original = services._store
 
-    def broken_once(**kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise services.WebhookStorageFailed("Event could not be stored (OperationalError).")
-        return original(**kwargs)
+    def database_down(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "_store", broken_once)
-    response = deliver(api_client, ctx.events[0])
+    with monkeypatch.context() as patch:
+        patch.setattr(WebhookEvent.objects, "get_or_create", database_down)
+        response = deliver(api_client, ctx.events[0])
     assert response.status_code == 500
     assert response.json() == {
         "status": 500,
         "code": "webhook_storage_failed",
-        "detail": "Event could not be stored (OperationalError).",
+        "detail": f"Event {ctx.events[0]['id']} could not be stored (OperationalError); "
+        "Stripe will deliver it again.",
     }
+    assert not WebhookEvent.objects.exists()
     assert deliver(api_client, ctx.events[0]).json()["status"] == "processed"
+
+
+def test_an_unexpected_error_answers_in_the_error_shape(api_client, monkeypatch):
+    ctx = flows.prepare("subscribe", LAYOUTS[1])
+
+    def crash(**kwargs):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(services, "_store", crash)
+    response = deliver(api_client, ctx.events[0])
+    assert response.status_code == 500 and response.json()["code"] == "webhook_error"
 
 
 def test_a_payload_jsonb_refuses_is_kept_as_its_raw_body_and_handled(api_client, monkeypatch):
