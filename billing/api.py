@@ -156,6 +156,11 @@ class WebhookView(APIView):
         return Response(body)
 
 
+@extend_schema(exclude=True)
+class WebhookNoSlashView(WebhookView):
+    """The same webhook without its trailing slash (documented once, at `webhook/`)."""
+
+
 class ActiveWithCreditsReportView(generics.ListAPIView):
     """Staff: users with a balance above `min_credits` and an active (or trialing) subscription."""
 
