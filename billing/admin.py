@@ -105,6 +105,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
             services.set_plan_type(subscription=obj, plan_type=form.cleaned_data["plan_type"])
 
 
+RAW_BODY_SHOWN = 20_000
+
+
 class LinkEventForm(forms.Form):
     user = forms.CharField(label="User (email or id)", max_length=254)
 
@@ -132,13 +135,22 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = ["reprocess"]
     fields = (
         "event_id", "type", "status", "customer_id", "attempts", "error", "note", "created",
-        "received_at", "processed_at", "livemode", "link", "payload_pretty",
+        "received_at", "processed_at", "livemode", "link", "payload_pretty", "raw_body_text",
     )  # fmt: skip
     readonly_fields = fields
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: WebhookEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
+
+    @admin.display(description="raw body (as signed)")
+    def raw_body_text(self, obj: WebhookEvent) -> str:
+        if obj.raw_body is None:
+            return "-"
+        raw = bytes(obj.raw_body)
+        shown = raw[:RAW_BODY_SHOWN].decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+        more = f" … ({len(raw):,} bytes)" if len(raw) > RAW_BODY_SHOWN else ""
+        return format_html("<pre>{}{}</pre>", shown, more)
 
     @admin.display(description="link")
     def link(self, obj: WebhookEvent) -> str:

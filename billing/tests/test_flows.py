@@ -216,7 +216,7 @@ def test_linking_refuses_a_customer_of_another_user(api_client, layout=LAYOUTS[1
 
 
 @layouts
-def test_nul_characters_are_stored_and_processed(api_client, layout):
+def test_nul_characters_are_stored_and_processed(api_client, staff_user, layout):
     ctx = flows.prepare("nul", layout)
     run(api_client, ctx)
     stored = WebhookEvent.objects.get(event_id=ctx.events[0]["id"])
@@ -227,6 +227,10 @@ def test_nul_characters_are_stored_and_processed(api_client, layout):
     assert paid.payload["data"]["object"]["description"] == "Thanks\\u0000!"
     assert statuses(ctx) == ["processed", "processed"]
     assert (row(ctx).status, grants(ctx)) == ("active", [(invoice_key(ctx, "create"), 5000)])
+    admin = Client()
+    admin.force_login(staff_user)
+    page = admin.get(f"/admin/billing/webhookevent/{stored.pk}/change/")
+    assert page.status_code == 200 and "body (as signed)" in page.text and "a\\u0000b" in page.text
 
 
 @pytest.mark.parametrize("body", ["[]", '"evt"', "42", "null", "true", '{"id": "evt_1"}', '{"data": []}'])
