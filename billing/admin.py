@@ -253,9 +253,13 @@ class PriceMappingAdmin(admin.ModelAdmin):
     list_display = ("stripe_price_id", "plan", "note", "updated_at")
     search_fields = ("stripe_price_id", "plan", "note")
 
+    def get_readonly_fields(self, request, obj=None):
+        # A mapping is for one price: another price is another mapping.
+        return ("stripe_price_id",) if obj is not None else ()
+
     def save_model(self, request, obj: PriceMapping, form, change: bool) -> None:
         saved = services.map_price(
-            stripe_price_id=form.cleaned_data["stripe_price_id"],
+            stripe_price_id=obj.stripe_price_id,
             plan=form.cleaned_data["plan"],
             note=form.cleaned_data.get("note") or "",
         )

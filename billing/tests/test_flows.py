@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from billing import services
-from billing.models import Subscription, WebhookEvent
+from billing.models import PriceMapping, Subscription, WebhookEvent
 from billing.tests import flows
 from billing.tests.conftest import LAYOUTS, deliver
 from billing.tests.flows import FLEXIBLE_CANCEL_AT, NEXT_END, PERIOD_END
@@ -384,6 +384,15 @@ def test_staff_price_mappings_persist_in_the_admin(staff_user):
     assert plans.plan_for_price("price_legacy_gold") == "duckin-awesome"
     bad = admin.post("/admin/billing/pricemapping/add/", {"stripe_price_id": "price_x", "plan": "gold"})
     assert bad.status_code == 200 and "Select a valid choice" in bad.text
+    mapping = PriceMapping.objects.get()
+    changed = admin.post(
+        f"/admin/billing/pricemapping/{mapping.pk}/change/",
+        {"stripe_price_id": "price_renamed", "plan": "ugly-duckling", "note": "corrected"},
+    )
+    assert changed.status_code == 302
+    assert list(PriceMapping.objects.values_list("stripe_price_id", "plan")) == [
+        ("price_legacy_gold", "ugly-duckling")
+    ]
 
 
 # --- every flow, backwards, twice ---------------------------------------------------------
