@@ -106,10 +106,10 @@ def _locked_row(
     metadata: dict | None = None,
     email: str | None = None,
     price_id: str | None = None,
-    reference: str | None = None,
 ) -> Subscription:
-    """The user's row, found by subscription id, then customer id, then a trusted user id
-    (a checkout's `client_reference_id`, then the metadata's); Unmatched when none."""
+    """The user's row, found by subscription id, then customer id, then a trusted user id in the
+    metadata; Unmatched when none. (A checkout's `client_reference_id` alone is not trusted: any
+    product on the account may set it; fivedocks' checkouts also write `user_id`.)"""
     rows = Subscription.objects.select_for_update()
     row = None
     if subscription_id:
@@ -117,9 +117,7 @@ def _locked_row(
     if row is None and customer_id:
         row = rows.filter(stripe_customer_id=customer_id).first()
     if row is None:
-        user_id = int(reference) if reference and str(reference).isdigit() else None
-        if user_id is None:
-            user_id = _metadata_user_id(metadata or {}, email=email, price_id=price_id)
+        user_id = _metadata_user_id(metadata or {}, email=email, price_id=price_id)
         if user_id is not None:
             row = _locked_row_for_user(user_id)
     if row is None:
@@ -179,7 +177,6 @@ def checkout_session_completed(session: dict, ctx: EventContext) -> str:
         customer_id=id_of(session.get("customer")),
         metadata=metadata,
         email=payloads.customer_email(session),
-        reference=session.get("client_reference_id"),
     )
     _remember(row, "last_checkout_session", {"id": session.get("id")}, ctx)
     note = f"checkout {session.get('id')} linked to user {row.user_id}"
@@ -189,7 +186,7 @@ def checkout_session_completed(session: dict, ctx: EventContext) -> str:
             note += f"; kept the live subscription {row.stripe_subscription_id}"
         else:
             row.stripe_subscription_id = subscription_id
-            row.plan_type = row.plan_type or _metadata_plan(metadata) or ""
+            row.plan_type = _metadata_plan(metadata) or row.plan_type
             note += f"; subscription {subscription_id}"
     row.save()
     return note

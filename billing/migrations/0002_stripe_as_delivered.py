@@ -53,4 +53,20 @@ class Migration(migrations.Migration):
             model_name='webhookevent',
             constraint=models.CheckConstraint(condition=models.Q(('status__in', ['received', 'processed', 'failed', 'ignored', 'unmatched'])), name='webhook_events_status_valid'),
         ),
+        # Events stored before: their customer, for staff to link (a string id, or an expanded object's).
+        migrations.RunSQL(
+            sql="""
+                UPDATE stripe_webhook_events
+                   SET customer_id = LEFT(COALESCE(
+                           CASE jsonb_typeof(payload #> '{data,object,customer}')
+                               WHEN 'string' THEN payload #>> '{data,object,customer}'
+                               WHEN 'object' THEN payload #>> '{data,object,customer,id}'
+                           END,
+                           CASE WHEN payload #>> '{data,object,object}' = 'customer'
+                               THEN payload #>> '{data,object,id}' END,
+                           ''), 255)
+                 WHERE customer_id = ''
+            """,
+            reverse_sql=migrations.RunSQL.noop,
+        ),
     ]

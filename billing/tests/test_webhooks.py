@@ -357,3 +357,20 @@ def test_webhook_events_are_counted_by_type_and_result(api_client, customer_row)
     )
     after = (count(evt["type"], "processed"), count(evt["type"], "duplicate"), count("unknown", "invalid"))
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+
+
+def test_a_client_reference_id_alone_links_nobody(api_client, user):
+    """Any product on the Stripe account may set `client_reference_id`: fivedocks' checkouts also
+    write `user_id` in the metadata, and only that (or the platform's keys) is trusted."""
+    session = {
+        "id": "cs_other_product",
+        "object": "checkout.session",
+        "mode": "subscription",
+        "customer": "cus_other_product",
+        "subscription": "sub_other_product",
+        "client_reference_id": str(user.pk),
+        "metadata": {},
+    }
+    response = deliver(api_client, event("checkout.session.completed", session, created=T))
+    assert response.status_code == 200 and response.json()["status"] == "unmatched"
+    assert not Subscription.objects.filter(user=user).exists()
