@@ -692,13 +692,14 @@ def _unsettled_reason(*, hold_id: int, owner: str, action: str, amount: int | No
     raise Conflict(f"Hold {hold_id} changed while settling it; retry.")
 
 
-def purge_holds(*, older_than: timedelta) -> int:
-    """Delete holds settled or expired more than `older_than` ago (captures stay in the ledger,
-    which carries the hold id). Returns how many were deleted."""
+def purge_holds(*, older_than: timedelta, ids: Sequence[int] | None = None) -> int:
+    """Delete holds settled or expired more than `older_than` ago, among `ids` when given
+    (captures stay in the ledger, which carries the hold id). Returns how many were deleted."""
     cutoff = timezone.now() - older_than
+    holds = CreditHold.objects.all() if ids is None else CreditHold.objects.filter(pk__in=ids)
     with transaction.atomic():
-        settled = CreditHold.objects.exclude(status=CreditHold.Status.OPEN).filter(settled_at__lt=cutoff)
-        expired = CreditHold.objects.filter(status=CreditHold.Status.OPEN, expires_at__lt=cutoff)
+        settled = holds.exclude(status=CreditHold.Status.OPEN).filter(settled_at__lt=cutoff)
+        expired = holds.filter(status=CreditHold.Status.OPEN, expires_at__lt=cutoff)
         deleted = settled.delete()[0] + expired.delete()[0]
     return deleted
 

@@ -316,3 +316,34 @@ def test_captures_and_releases_in_any_interleaving_keep_the_ledger_exact():
     assert snapshot.balance == 1000 - captured
     assert snapshot.held == 0
     assert CreditHold.objects.filter(user=user, status="open").count() == 0
+
+
+@pytest.mark.django_db
+def test_the_credits_api_shows_available_beside_balance(user, user_client):
+    services.grant(user=user, amount=100, reason="opening")
+    services.open_hold(user=user, amount=35, idempotency_key="k")
+    body = user_client.get("/api/credits/").json()
+    assert (body["balance"], body["held"], body["available"]) == (100, 35, 65)
+    response = user_client.post(
+        "/api/credits/deduct/", {"operation": "company_and_contacts", "idempotency_key": "d"}
+    )
+    assert response.status_code == 402  # 70 > 65 available
+    assert response.json()["code"] == "insufficient_credits"
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_holds_with_their_state_and_purges_settled_ones(client, staff_user):
+    user = _funded(100)
+    open_hold = services.open_hold(user=user, amount=10, idempotency_key="open").hold
+    released = services.open_hold(user=user, amount=10, idempotency_key="gone").hold
+    services.release_hold(hold_id=released.pk)
+    client.force_login(staff_user)
+    page = client.get("/admin/credits/credithold/?state=open")
+    assert page.status_code == 200
+    assert page.context["cl"].result_count == 1
+    response = client.post(
+        "/admin/credits/credithold/",
+        {"action": "purge_old", "_selected_action": [open_hold.pk, released.pk]},
+    )
+    assert response.status_code == 302
+    assert list(CreditHold.objects.values_list("pk", flat=True)) == [open_hold.pk]
