@@ -23,6 +23,7 @@ from fiveducks import services
 from fiveducks.authentication import IsServiceClient, ServiceClientAuthentication
 from fiveducks.first_sight import find_or_import_user
 from fiveducks.service_serializers import (
+    MAX_ID,
     AccessTokenRequestSerializer,
     AccessTokenSerializer,
     CaptureRequestSerializer,
@@ -67,6 +68,11 @@ class ServiceView(APIView):
         if user is None:
             raise UnknownUser(f"No user with id {user_id}, here or on the platform.")
         return user
+
+    def check_hold_id(self, hold_id: int) -> None:
+        self.audit_detail = {"hold_id": hold_id}
+        if hold_id > MAX_ID:
+            raise credits.HoldNotFound(f"No hold {hold_id}.")
 
     def key(self, request: Request, idempotency_key: str) -> str:
         return f"{request.auth.owner}:{idempotency_key}"
@@ -162,9 +168,9 @@ class HoldCaptureView(ServiceView):
         },
     )
     def post(self, request: Request, hold_id: int) -> Response:
+        self.check_hold_id(hold_id)
         payload = CaptureRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        self.audit_detail = {"hold_id": hold_id}
         try:
             result = credits.capture_hold(
                 hold_id=hold_id, owner=request.auth.owner, amount=payload.validated_data.get("amount")
@@ -200,7 +206,7 @@ class HoldReleaseView(ServiceView):
         },
     )
     def post(self, request: Request, hold_id: int) -> Response:
-        self.audit_detail = {"hold_id": hold_id}
+        self.check_hold_id(hold_id)
         try:
             result = credits.release_hold(hold_id=hold_id, owner=request.auth.owner)
         except DomainError:

@@ -8,9 +8,11 @@ from rest_framework import serializers
 from credits.serializers import OperationField, TransactionSerializer
 from credits.services import MAX_CHANGE
 
+MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints: past this, a clear 400 rather than a database error
+
 
 class HoldRequestSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField(min_value=1)
+    user_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     operation = OperationField(max_length=64, required=False, help_text="Hold this operation's cost...")
     amount = serializers.IntegerField(
         min_value=1, max_value=MAX_CHANGE, required=False, help_text="...or this."
@@ -65,7 +67,7 @@ class CaptureSerializer(serializers.Serializer):
 
 
 class ChargeRequestSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField(min_value=1)
+    user_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     operation = OperationField(max_length=64)
     idempotency_key = serializers.CharField(max_length=200)
 
@@ -78,7 +80,7 @@ class ChargeSerializer(serializers.Serializer):
 
 
 class AccessTokenRequestSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField(min_value=1)
+    user_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
 
 
 class AccessTokenSerializer(serializers.Serializer):

@@ -388,3 +388,20 @@ def test_metrics_count_holds_and_show_the_open_amount(api, funded, client, staff
     assert "fivedocks_credit_holds_open_amount 25.0" in text
     assert "fivedocks_credit_holds_expired 0.0" in text
     assert selectors.get_balance(user_id=funded.pk).available == 35
+
+
+@pytest.mark.django_db
+def test_ids_past_bigint_are_a_clear_4xx_never_a_500(api):
+    huge = 2**70
+    response = api.post(HOLDS, {"user_id": huge, "amount": 1, "idempotency_key": "k"}, format="json")
+    assert response.status_code == 400
+    assert api.post(f"{HOLDS}{huge}/capture/", {}, format="json").status_code == 404
+    assert api.post(f"{HOLDS}{huge}/release/").status_code == 404
+    charge = api.post(
+        "/api/service/credits/charge/",
+        {"user_id": huge, "operation": "company_search", "idempotency_key": "k"},
+        format="json",
+    )
+    assert charge.status_code == 400
+    token = api.post("/api/service/gmail/access-token/", {"user_id": huge}, format="json")
+    assert token.status_code == 400
