@@ -197,6 +197,10 @@ CREDIT_OPERATION_COSTS = {
     "search_extension": 110,
 }
 FREE_TIER_MONTHLY_CREDITS = 250
+# Credit holds (the service API): how long an unsettled hold reserves credits, and the longest
+# a caller may ask for. An expired hold stops counting at once (decided in the query itself).
+CREDIT_HOLD_TTL_SECONDS = env_int(env, "CREDIT_HOLD_TTL_SECONDS", 15 * 60)
+CREDIT_HOLD_MAX_TTL_SECONDS = env_int(env, "CREDIT_HOLD_MAX_TTL_SECONDS", 24 * 60 * 60)
 BILLING_PLANS = {
     "ugly-duckling": {
         "name": "Ugly Duckling",
