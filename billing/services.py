@@ -25,7 +25,8 @@ from billing import plans
 from billing.models import LIVE_STATUSES, Subscription, WebhookEvent, WebhookEventStatus
 from billing.stripe_client import describe_error, get_client
 from billing.webhook_handlers import HANDLERS, EventContext
-from fivedocks.errors import Conflict, DomainError, UpstreamError
+from fivedocks import changes
+from fivedocks.errors import Conflict, DomainError, UpstreamError, WritesFrozen
 from fivedocks.metrics import WEBHOOK_EVENTS
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def _stripe_call(what: str, call, **kwargs):
 
 def ensure_customer(*, user) -> str:
     """The user's Stripe customer id, creating the customer once (then stored and reused)."""
+    changes.guard_writes("billing")
     existing = (
         Subscription.objects.filter(user=user, stripe_customer_id__isnull=False)
         .values_list("stripe_customer_id", flat=True)
@@ -94,6 +96,7 @@ def ensure_customer(*, user) -> str:
         if not row.stripe_customer_id:
             row.stripe_customer_id = customer.id
             row.save(update_fields=["stripe_customer_id", "updated_at"])
+            changes.user_data_changed(domain="billing", user_id=user.pk)
         elif row.stripe_customer_id != customer.id:
             logger.warning(
                 "user %s: kept customer %s, Stripe customer %s is unused",
@@ -106,6 +109,7 @@ def ensure_customer(*, user) -> str:
 
 def start_checkout(*, user, plan: str) -> str:
     """A Stripe Checkout Session (subscription mode) for `plan`; returns its URL."""
+    changes.guard_writes("billing")
     catalogue_plan = plans.get_plan(plan)
     if catalogue_plan is None:
         raise UnknownPlan(f"Unknown plan {plan!r}; known: {', '.join(sorted(settings.BILLING_PLANS))}.")
@@ -151,9 +155,11 @@ def create_portal_session(*, user) -> str:
 @transaction.atomic
 def set_plan_type(*, subscription: Subscription, plan_type: str) -> Subscription:
     """Staff mapping of a plan name (e.g. a legacy one the catalogue does not know)."""
+    changes.guard_writes("billing")
     row = Subscription.objects.select_for_update().get(pk=subscription.pk)
     row.plan_type = plan_type.strip()
     row.save(update_fields=["plan_type", "updated_at"])
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     return row
 
 
@@ -188,6 +194,8 @@ def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
     except Exception:
         WEBHOOK_EVENTS.labels("unknown", "invalid").inc()
         raise
+    # Frozen: 503 before the event is stored, so Stripe delivers it again after the freeze.
+    changes.guard_writes("billing")
     # get_or_create: a concurrent delivery of the same event finds the row the other one stored.
     row, created = WebhookEvent.objects.get_or_create(
         event_id=data["id"],
@@ -236,6 +244,8 @@ def _process(*, pk: int) -> tuple[WebhookEvent, bool]:
             try:
                 with transaction.atomic():
                     row.note = handler(row.payload["data"]["object"], context) or ""
+            except WritesFrozen:
+                raise  # another domain (credits) is frozen: 503, Stripe delivers it again later
             except Exception as exc:
                 logger.exception("stripe event %s (%s) failed", row.event_id, row.type)
                 row.status = WebhookEventStatus.FAILED

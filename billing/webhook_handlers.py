@@ -29,6 +29,7 @@ from billing.models import (
     SubscriptionStatus,
 )
 from credits import services as credit_services
+from fivedocks import changes
 
 
 class HandlerError(Exception):
@@ -139,6 +140,7 @@ def checkout_session_completed(session: dict, ctx: EventContext) -> str:
             row.plan_type = metadata.get("plan") or row.plan_type
             note += f"; subscription {subscription_id}"
     row.save()
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     return note
 
 
@@ -175,6 +177,7 @@ def _apply_subscription(subscription: dict, ctx: EventContext, *, status: str | 
         row.metadata["price_id"] = price_id
     row.stripe_event_created = ctx.created
     row.save()
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     return f"user {row.user_id}: {row.plan_type or '-'} {status}"
 
 
@@ -242,6 +245,7 @@ def invoice_paid(invoice: dict, ctx: EventContext) -> str:
     )
     row.metadata["last_paid_invoice"] = invoice["id"]
     row.save(update_fields=["metadata", "stripe_customer_id", "updated_at"])
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     entry = result.transaction
     if result.replayed:
         return f"user {row.user_id}: invoice already credited (credit transaction {entry.pk})"
@@ -270,6 +274,7 @@ def invoice_payment_failed(invoice: dict, ctx: EventContext) -> str:
         row.stripe_event_created = ctx.created
         note += ", status past_due"
     row.save()
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     return note
 
 

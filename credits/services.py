@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from credits import cache as balance_cache
 from credits.models import CreditAccount, CreditTransaction
+from fivedocks import changes
 from fivedocks.errors import Conflict, DomainError
 from fivedocks.metrics import CREDIT_OPERATIONS
-from fivedocks.signals import user_data_changed
 
 Type = CreditTransaction.Type
 
@@ -177,6 +177,13 @@ def adjust(
 
 def ensure_account(*, user_id: int) -> None:
     """Create the account row if missing; safe under concurrency (ON CONFLICT DO NOTHING)."""
+    changes.guard_writes("credits")
+    with transaction.atomic():
+        _ensure_account(user_id=user_id)
+        changes.user_data_changed(domain="credits", user_id=user_id)
+
+
+def _ensure_account(*, user_id: int) -> None:
     now = timezone.now()
     CreditAccount.objects.bulk_create(
         [CreditAccount(user_id=user_id, last_updated=now, created_at=now)], ignore_conflicts=True
@@ -268,6 +275,7 @@ def _apply_once(
     user_id = user.pk
     if abs(amount) > MAX_CHANGE:
         raise AmountOutOfRange(f"At most {MAX_CHANGE:,} credits can change in one operation.")
+    changes.guard_writes("credits")
     purchased, used = _totals_delta(kind, amount)
     now = timezone.now()
     try:
@@ -284,7 +292,7 @@ def _apply_once(
             row = cursor.fetchone()
             if row is None:
                 # Not enough credits, or no account yet (a missing account reads as 0).
-                ensure_account(user_id=user_id)
+                _ensure_account(user_id=user_id)
                 cursor.execute(_UPDATE_SQL, account)
                 row = cursor.fetchone()
             if row is None and amount > 0:
@@ -325,7 +333,7 @@ def _apply_once(
                 version=entry.pk,
             )
             transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
-            user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
+            changes.user_data_changed(domain="credits", user_id=user_id)
     except (_KeyAlreadyUsed, InsufficientCredits, BalanceLimit, IntegrityError) as exc:
         # Rolled back, nothing changed. A key used before (perhaps by a concurrent request that
         # committed first) answers with its first result, even when the balance is now too low.
@@ -363,6 +371,7 @@ def monthly_top_up(*, user, month: date | None = None) -> CreditResult | None:
     """
     from billing.models import ACTIVE_STATUSES, Subscription
 
+    changes.guard_writes("credits")
     month = month or timezone.now().date()
     if Subscription.objects.filter(user_id=user.pk, status__in=ACTIVE_STATUSES).exists():
         return None
@@ -500,8 +509,10 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
     counts from. One statement per step for the whole batch; existing accounts are locked first.
     The balance cache entries are forgotten once the transaction commits.
 
-    The KV mirror's `user_data_changed` is deliberately not sent: the store is the source here.
+    The KV mirror is deliberately not told: the store is the source here. Frozen like every
+    write; kvmigrate calls it inside `fivedocks.changes.freeze_exempt()`.
     """
+    changes.guard_writes("credits")
     if not records:
         return MigratedAccountsResult(frozenset(), 0)
     by_user = {record.user_id: record for record in records}

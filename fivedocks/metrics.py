@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -49,11 +49,6 @@ WEBHOOK_EVENTS = Counter(
     ["type", "result"],
     registry=REGISTRY,
 )
-KV_MIRROR_LAG = Gauge(
-    "fivedocks_kv_mirror_lag_seconds",
-    "Age of the oldest change not yet written to the KV store (0 when drained).",
-    registry=REGISTRY,
-)
 
 
 class ConnectionPoolCollector(Collector):
@@ -84,15 +79,24 @@ class ConnectionPoolCollector(Collector):
 REGISTRY.register(ConnectionPoolCollector())
 
 
+# Collectors that read shared state (the database) at scrape time: the same answer from any
+# worker, so the multiprocess scrape includes them too (its registry otherwise holds only what
+# the workers' files say, and a Gauge's set_function is not written to any file).
+_SCRAPE_TIME: list[Collector] = []
+
+
 def register_collector(collector: Collector) -> None:
     """Apps add scrape-time collectors (kvmigrate progress, mirror lag) from their AppConfig.ready."""
     REGISTRY.register(collector)
+    _SCRAPE_TIME.append(collector)
 
 
 def scrape_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for collector in _SCRAPE_TIME:
+            registry.register(collector)
         return registry
     return REGISTRY
 
