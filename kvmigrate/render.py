@@ -258,7 +258,14 @@ def render_user_credits(
         history = rendered_history(ledger, kv.get("tx") if real else None)
         if history_out is not None:
             history_out.extend(history)
-        created = account.created_at
+        # As the loader dates an account the store gave no creation time (the earliest it knows).
+        created = (
+            account.created_at
+            or min((row.created_at for row in ledger), default=None)
+            or account.last_updated
+            or changed_at
+            or timezone.now()
+        )
         # When the platform would say the month's credits came: its own lastTopUp, fivedocks's
         # last monthly allowance or paid plan's monthly credits, else the account's creation
         # (the platform's lazy creation sets lastTopUp to that moment).

@@ -98,7 +98,7 @@ def _top_up(record: dict, at_ms: int) -> None:
     record["transactions"] = [
         *record["transactions"],
         {"type": "credit", "amount": amount, "timestamp": at_ms,
-         "description": f"Monthly top-up for {moment:%B %Y} ({'free tier' if not plan else plan})"},
+         "description": f"Monthly top-up for {moment:%B %Y} ({plan or 'free tier'})"},
     ]  # fmt: skip
     record["updatedAt"] = at_ms
 

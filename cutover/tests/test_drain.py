@@ -50,13 +50,21 @@ def test_data_gone_deletes_the_key():
 
     user = UserFactory()
     gmail_services.store_tokens(
-        user=user, access_token="ya29.x", refresh_token="1//r", expires_at=None, scopes=[], email="", display_name=""
+        user=user,
+        access_token="ya29.x",
+        refresh_token="1//r",
+        expires_at=None,
+        scopes=[],
+        email="",
+        display_name="",
     )
     with ReplitDBServer(limits=False) as server:
         drain(server.url, writer_options=FAST)
         assert server.store.get(f"user_tokens:{user.pk}") is not None
         GmailToken.objects.filter(user=user).delete()
-        KvOutbox.objects.create(key=f"user_tokens:{user.pk}", domain="gmail", user_id=user.pk, created_at=_now())
+        KvOutbox.objects.create(
+            key=f"user_tokens:{user.pk}", domain="gmail", user_id=user.pk, created_at=_now()
+        )
         stats = drain(server.url, writer_options=FAST)
         assert stats.deleted == 1
         assert server.store.get(f"user_tokens:{user.pk}") is None

@@ -42,9 +42,10 @@ def legacy_record(*, balance: int, used: int, at: int) -> dict:
     return {
         "currentBalance": balance, "lastTopUp": at, "totalUsed": used, "isBlocked": False,
         "transactions": [
-            {"type": "credit", "amount": 250, "description": "Welcome bonus - 250 free credits", "timestamp": at},
-            {"type": "debit", "amount": used, "description": "company and contacts search", "timestamp": at + 1,
-             "searchType": "company_and_contacts", "success": True},
+            {"type": "credit", "amount": 250, "description": "Welcome bonus - 250 free credits",
+             "timestamp": at},
+            {"type": "debit", "amount": used, "description": "company and contacts search",
+             "timestamp": at + 1, "searchType": "company_and_contacts", "success": True},
         ],
         "monthlyAllowance": 250, "createdAt": at, "updatedAt": at + 1, "notifications": [None, 1],
     }  # fmt: skip
@@ -174,7 +175,9 @@ def test_a_rollback_end_to_end(migrated):
         assert MigrationRun.objects.order_by("-id").first().total("created") == 0
         assert ledger_rows()[len(mirrored) + 3 :] == []
         for uid in (MIGRATED, new.pk):  # the records the old code changed, rendered again
-            KvOutbox.objects.create(key=f"user_credits:{uid}", domain="credits", user_id=uid, created_at=_epoch())
+            KvOutbox.objects.create(
+                key=f"user_credits:{uid}", domain="credits", user_id=uid, created_at=_epoch()
+            )
         drain(store.url)
         assert store.store.snapshot() == snapshot
     assert MigrationRun.objects.order_by("-id").first().total("updated") == 0
@@ -214,6 +217,8 @@ def test_a_deduction_with_the_mirror_on_runs_no_query_over_the_ledger(migrated):
         credit_services.deduct(user=user, operation="company_search")
     statements = [q["sql"] for q in queries.captured_queries]
     assert any("cutover_kv_outbox" in sql for sql in statements)  # the change is recorded...
-    reads = [sql for sql in statements if "credit_transactions" in sql and not sql.lstrip().startswith("INSERT")]
+    reads = [
+        sql for sql in statements if "credit_transactions" in sql and not sql.lstrip().startswith("INSERT")
+    ]
     assert reads == []  # ...and nothing reads the ledger
     assert len(statements) <= 6, statements
