@@ -216,6 +216,7 @@ def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
 
 def reprocess_event(*, event: WebhookEvent) -> WebhookEvent:
     """Run a failed (or never finished) event's handler again."""
+    changes.guard_writes("billing")
     if event.status in DONE:
         raise NotReprocessable(f"Event {event.event_id} is already {event.status}.")
     processed, _ = _process(pk=event.pk)

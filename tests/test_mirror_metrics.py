@@ -9,6 +9,8 @@ import tempfile
 import pytest
 import requests
 
+from billing.testing import StripeStandIn
+from gmail.testing import FakeGoogle
 from kvmigrate.replit_server import ReplitDBServer
 from tests.liveserver import manage, running_server
 
@@ -32,8 +34,23 @@ def test_mirror_lag_is_real_under_two_workers():
     from django.conf import settings
 
     token = secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix="fd-prom-") as prom_dir:
-        env = {"PROMETHEUS_MULTIPROC_DIR": prom_dir, "METRICS_TOKEN": token, "KV_MIRROR": "on"}
+    client_id = "e2e-client.apps.googleusercontent.com"
+    with (
+        tempfile.TemporaryDirectory(prefix="fd-prom-") as prom_dir,
+        StripeStandIn() as stripe,
+        FakeGoogle(client_id=client_id, client_secret=secrets.token_urlsafe(16)) as google,
+    ):
+        env = {
+            "PROMETHEUS_MULTIPROC_DIR": prom_dir, "METRICS_TOKEN": token, "KV_MIRROR": "on",
+            # what the seed needs (tests/conftest.py's outside_server has the same)
+            "STRIPE_SECRET_KEY": f"sk_test_{secrets.token_hex(12)}",
+            "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
+            "STRIPE_API_BASE": stripe.url, "STRIPE_MAX_NETWORK_RETRIES": "0",
+            "GOOGLE_CLIENT_ID": client_id, "GOOGLE_CLIENT_SECRET": google.client_secret,
+            "GOOGLE_AUTH_URI": google.auth_uri, "GOOGLE_TOKEN_URI": google.token_uri,
+            "GOOGLE_REVOKE_URI": google.revoke_uri, "GOOGLE_USERINFO_URI": google.userinfo_uri,
+            "OAUTHLIB_INSECURE_TRANSPORT": "1",
+        }  # fmt: skip
         with running_server(settings.DATABASES["default"], workers=2, extra_env=env) as server:
             # The seed wrote through the services with the mirror on: its changes wait in the outbox.
             member = server.seed["member"]
