@@ -39,7 +39,7 @@ class KvOutbox(models.Model):
     key = models.CharField(max_length=1000)
     domain = models.CharField(max_length=32, choices=Domain.choices)
     user_id = models.BigIntegerField()
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()  # no index: the oldest row is the first by id
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
 

@@ -27,6 +27,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="kvoutbox",
             name="created_at",
-            field=models.DateTimeField(db_index=True),
+            field=models.DateTimeField(),
         ),
     ]
