@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from credits import services
-from fivedocks.errors import DomainError
+from fivedocks.errors import DomainError, WritesFrozen
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ class Command(BaseCommand):
         for user in users.iterator(chunk_size=1000):
             try:
                 result = services.monthly_top_up(user=user, month=when)
+            except WritesFrozen as exc:
+                raise CommandError(
+                    f"{exc.message} Granted {granted} before the freeze; run it again after (it is safe)."
+                ) from None
             except (DomainError, DatabaseError) as exc:
                 # One account's problem never stops everyone else's allowance.
                 reason = exc.message if isinstance(exc, DomainError) else type(exc).__name__
