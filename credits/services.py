@@ -295,20 +295,28 @@ _INSERTED_FIELDS = [f for f in _LEDGER_FIELDS if f.attname != "id"]
 # earliest expiry (the cache entry carries both). A client's key (`user:<key>`) also inserts
 # nothing when the key was stored unprefixed, by an operation of the same type, before client
 # keys had their namespace: that first result is replayed.
-_INSERT_SQL = f"""
+_LEGACY_KEY_CHECK = f"""
+           AND NOT EXISTS (SELECT 1 FROM {_LEDGER_TABLE} WHERE user_id = %(user_id)s
+                              AND idempotency_key = %(legacy_key)s AND type = %(type)s)"""  # noqa: S608
+
+
+def _insert_sql(*, legacy_check: bool) -> str:
+    legacy = _LEGACY_KEY_CHECK if legacy_check else ""
+    return f"""
     WITH h AS ({OPEN_HOLDS_SQL}),
     ins AS (
         INSERT INTO {_LEDGER_TABLE} ({", ".join(f.column for f in _INSERTED_FIELDS)})
         SELECT {", ".join(f"%({f.attname})s::{f.db_type(connection)}" for f in _INSERTED_FIELDS)}
-          FROM h WHERE (%(amount)s >= 0 OR %(balance_after)s >= h.held)
-           -- a client key stored unprefixed before keys had their namespace (NULL: none) replays
-           AND NOT EXISTS (SELECT 1 FROM {_LEDGER_TABLE} WHERE user_id = %(user_id)s
-                              AND idempotency_key = %(legacy_key)s AND type = %(type)s)
+          FROM h WHERE (%(amount)s >= 0 OR %(balance_after)s >= h.held){legacy}
             ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
      RETURNING id
     )
     SELECT ins.id, h.held, h.held_until FROM h LEFT JOIN ins ON true
 """  # noqa: S608 - table and column names are ours, every value is a parameter
+
+
+_INSERT_SQL = _insert_sql(legacy_check=False)
+_INSERT_CLIENT_KEY_SQL = _insert_sql(legacy_check=True)
 
 # At most one row (unique per user and key). `.raw()` still applies the fields' converters.
 _REPLAY_SQL = f"""
@@ -450,7 +458,7 @@ def _write_change(
         "user_id": user_id,
     }
     cursor.execute(
-        _INSERT_SQL,
+        _INSERT_CLIENT_KEY_SQL if legacy_key else _INSERT_SQL,
         {
             **values,
             "metadata": _METADATA_FIELD.get_db_prep_save(values["metadata"], connection),
