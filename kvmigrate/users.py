@@ -365,3 +365,27 @@ def move_sequence() -> int | None:
             [sequence, sequence],
         )
         return cursor.fetchone()[0]
+
+
+_INSERT_ONE_SQL = f"""
+    INSERT INTO users ({", ".join(_USER_COLUMNS)}) VALUES ({", ".join(["%s"] * len(_USER_COLUMNS))})
+    ON CONFLICT DO NOTHING
+    RETURNING id
+"""  # noqa: S608 - the columns are ours, every value is a parameter
+
+
+def insert_new(row: UserRow) -> bool:
+    """Insert one cleaned user (id kept) unless its id or email exists; True when inserted.
+
+    The first-sight import (fiveducks.first_sight) uses this: the same mapping as `--users-from`,
+    but it never updates a user fivedocks already has. Under concurrent inserts of the same user
+    one inserts and the others wait on the unique index, then insert nothing.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_ONE_SQL, list(_user_values(row)))
+        inserted = cursor.fetchone() is not None
+    if inserted:
+        from cachalot.api import invalidate
+
+        transaction.on_commit(lambda: invalidate("users"))
+    return inserted
