@@ -46,8 +46,9 @@ def find_or_import_user_by_email(*, email: str) -> User | None:
     """The user with this (verified) email, imported from the platform on first sight.
 
     Only call this with an email the identity provider verified: an email alone is not proof.
-    Emails are compared lower-cased (as fivedocks stores them); on the platform the address is
-    matched as stored or lower-cased (two index probes, no scan).
+    Emails are compared lower-cased (as fivedocks stores them, and as the platform's own users
+    typed them in any case). On the platform that is a scan of `users`, paid only for an email
+    fivedocks does not know yet.
     """
     given = (email or "").strip()
     if not given or "@" not in given:
@@ -55,7 +56,7 @@ def find_or_import_user_by_email(*, email: str) -> User | None:
     user = User.objects.filter(email=given.lower()).first()
     if user is not None or not platform_db.enabled():
         return user
-    return _import_where(sql.SQL("{} = ANY(%s)"), [sorted({given, given.lower()})], column=1)
+    return _import_where(sql.SQL("lower({}) = %s"), [given.lower()], column=1)
 
 
 def _import_where(condition: sql.SQL, params: list, *, column: int) -> User | None:
