@@ -37,7 +37,7 @@ def neighbour():
 
 
 def test_credits(duck, neighbour):
-    client, user = duck
+    client, _user = duck
     body = client.get("/api/credits").json()
     assert body == {
         "balance": 1000,
@@ -185,7 +185,7 @@ def test_easter_egg_by_query_phrase_once(duck):
 
 
 def test_notifications_status_as_the_kv_arrays(duck, neighbour):
-    client, user = duck
+    client, _user = duck
     assert client.get("/api/notifications/status").json() == {
         "notifications": [],
         "badges": [],

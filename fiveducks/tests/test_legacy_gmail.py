@@ -89,7 +89,7 @@ def test_the_user_id_parameter_alone_is_never_trusted(duck, anonymous):
 
 
 def test_a_popup_for_another_users_id_is_refused(duck):
-    page, user = duck
+    page, _user = duck
     other = UserFactory()
     page.get("/api/gmail/auth-status")
     response = _popup_from(page).get(f"/api/gmail/auth?userId={other.pk}")
@@ -161,7 +161,7 @@ def test_a_callback_logged_in_as_someone_else_is_refused(duck, fake_google, fire
 
 
 def test_a_denied_consent_and_a_missing_code(duck):
-    page, user = duck
+    page, _user = duck
     popup = _popup_from(page)
     assert popup.get("/api/gmail/callback", {"error": "access_denied"}).status_code == 400
     response = popup.get("/api/gmail/callback", {"state": "x"})
