@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from django.conf import settings
 from django.utils import timezone
@@ -21,6 +22,7 @@ TAG = ["platform: credits"]
 # The searches the client may charge an individual email for (the platform's list).
 SEARCH_TYPES = ("apollo", "hunter", "perplexity", "comprehensive")
 INDIVIDUAL_EMAIL = "individual_email"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 
 
 class BalanceSerializer(serializers.Serializer):
@@ -218,8 +220,8 @@ class DeductIndividualEmailView(LegacyView):
             return Response({"message": "Invalid search type"}, status=400)
         day = timezone.now().date().isoformat()
         contact = str(contact_id)
-        if len(contact) > 64:
-            contact = "sha256:" + hashlib.sha256(contact.encode()).hexdigest()[:40]
+        if not _PLAIN_ID.fullmatch(contact):  # long or odd ids (NUL, spaces) key by their hash
+            contact = "sha256:" + hashlib.sha256(contact.encode("utf-8", "surrogatepass")).hexdigest()[:40]
         try:
             result = services.deduct(
                 user=request.user,
