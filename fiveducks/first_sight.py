@@ -109,6 +109,9 @@ def ensure_welcome(*, user: User) -> None:
     """The platform's lazy creation: a user's first credit read opens their account with the
     welcome credits (once: the grant's idempotency key). Users with an account are untouched."""
     from credits import selectors as credit_selectors
+    from cutover.selectors import freeze_for
 
-    if credit_selectors.get_balance(user_id=user.pk).last_updated is None:
+    # Checked only for a user without an account (rare): a read during a credits cutover freeze
+    # stays a read, and the welcome comes with the first read after it.
+    if credit_selectors.get_balance(user_id=user.pk).last_updated is None and freeze_for("credits") is None:
         _welcome(user)

@@ -153,3 +153,10 @@ def test_expired_session_of_a_platform_user_imports_nothing(anonymous, platform)
     anonymous.cookies["connect.sid"] = platform.login(NEW_ID + 9, expires_in=-dt.timedelta(seconds=5))
     assert anonymous.get(CREDITS).status_code == 401
     assert not User.objects.filter(pk=NEW_ID + 9).exists()
+
+
+@pytest.mark.django_db
+def test_no_lazy_welcome_while_credit_writes_are_frozen(user_client, user, settings):
+    settings.WRITES_FROZEN = ["credits"]
+    assert user_client.get(CREDITS).json()["balance"] == 0
+    assert _welcome_rows(user.pk) == 0
