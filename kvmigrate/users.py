@@ -352,7 +352,11 @@ def _fingerprint(raw: str) -> str:
 
 
 def move_sequence() -> int | None:
-    """Move the users id sequence past the largest id; returns the new position."""
+    """Move the users id sequence past the largest id; returns the new position.
+
+    Never below the sequence's start: ids fivedocks creates itself begin far above the
+    platform's (accounts migration 0002), so an import never pulls them back into its range.
+    """
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_get_serial_sequence('users', 'id')")
         (sequence,) = cursor.fetchone()
@@ -361,8 +365,9 @@ def move_sequence() -> int | None:
         cursor.execute(
             """SELECT setval(%s::regclass, GREATEST(
                    (SELECT COALESCE(MAX(id), 1) FROM users),
-                   COALESCE(pg_sequence_last_value(%s::regclass), 1)))""",
-            [sequence, sequence],
+                   COALESCE(pg_sequence_last_value(%s::regclass), 1),
+                   (SELECT seqstart - 1 FROM pg_sequence WHERE seqrelid = %s::regclass)))""",
+            [sequence, sequence, sequence],
         )
         return cursor.fetchone()[0]
 
