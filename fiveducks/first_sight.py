@@ -93,8 +93,13 @@ def _import_where(condition: sql.SQL, params: list, *, column: int) -> User | No
 
 
 def _welcome(user: User) -> None:
+    """The welcome grant, unless credit writes are frozen for a cutover: a login or a read then
+    still works, and the welcome comes with the first credit read after the freeze
+    (`ensure_welcome`: the user still has no account)."""
+    from cutover.selectors import freeze_for
+
     amount = settings.PLATFORM_WELCOME_CREDITS
-    if amount > 0:
+    if amount > 0 and freeze_for("credits") is None:
         credit_services.grant(
             user=user,
             amount=amount,
@@ -109,9 +114,6 @@ def ensure_welcome(*, user: User) -> None:
     """The platform's lazy creation: a user's first credit read opens their account with the
     welcome credits (once: the grant's idempotency key). Users with an account are untouched."""
     from credits import selectors as credit_selectors
-    from cutover.selectors import freeze_for
 
-    # Checked only for a user without an account (rare): a read during a credits cutover freeze
-    # stays a read, and the welcome comes with the first read after it.
-    if credit_selectors.get_balance(user_id=user.pk).last_updated is None and freeze_for("credits") is None:
+    if credit_selectors.get_balance(user_id=user.pk).last_updated is None:
         _welcome(user)

@@ -3,8 +3,8 @@
 The legacy paths are the one exemption from the API's one error shape: the client reads the
 platform's bodies (`401 {"message": "Authentication required"}`, ...). A view says which of the
 platform's 401 bodies its route had; every other error is `{"message": ...}` unless the view
-shapes a domain error itself (`legacy_error`). Writes frozen by a cutover (503) keep the API's
-shape: they come from a middleware before any view runs.
+shapes a domain error itself (`legacy_error`). Writes frozen by a cutover (503, raised by the
+services) keep the API's shape and `Retry-After`, as the schema documents for every write.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from fivedocks.errors import DomainError
+from fivedocks.errors import DomainError, WritesFrozen
 from fiveducks.schema import LegacyAutoSchema
 
 # The platform's three 401 bodies (../shared/platform-api.md §1).
@@ -59,6 +59,8 @@ class LegacyView(APIView):
         return None
 
     def handle_exception(self, exc):
+        if isinstance(exc, WritesFrozen):  # the API's 503 body and Retry-After (documented so)
+            return super().handle_exception(exc)
         if isinstance(exc, DomainError):
             shaped = self.legacy_error(exc)
             if shaped is not None:

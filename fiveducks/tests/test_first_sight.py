@@ -173,3 +173,20 @@ def test_fivedocks_own_users_never_get_an_id_the_platform_hands_out(platform):
     move_sequence()
     staff = User.objects.create_superuser("staff@example.com", "a-long-password")
     assert staff.pk >= 2**40
+
+
+@pytest.mark.django_db
+def test_first_sight_during_a_credits_freeze_imports_and_welcomes_after_it(
+    anonymous, firebase_certs, platform, settings, django_capture_on_commit_callbacks
+):
+    platform.add_user(user_id=NEW_ID + 11, email="frozen@example.com")
+    token = firebase_certs.mint(uid="uid-frozen", email="frozen@example.com")
+    settings.WRITES_FROZEN = ["credits"]
+    response = anonymous.get(CREDITS, **bearer(token))
+    assert response.status_code == 200 and response.json()["balance"] == 0
+    assert User.objects.filter(pk=NEW_ID + 11).exists()
+    settings.WRITES_FROZEN = []
+    with django_capture_on_commit_callbacks(execute=True):
+        anonymous.get(CREDITS, **bearer(token))
+    assert anonymous.get(CREDITS, **bearer(token)).json()["balance"] == 250
+    assert _welcome_rows(NEW_ID + 11) == 1
