@@ -86,3 +86,23 @@ def env_int(env: environ.Env, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+
+
+# The platform's fallback when its SESSION_SECRET is unset: anyone can sign cookies with it.
+PLATFORM_FALLBACK_SECRET = "temporary-secret-key"
+
+
+def platform_session_secrets(raw: str, *, enabled: bool) -> list[str]:
+    """PLATFORM_SESSION_SECRET: comma-separated, newest first (the platform's rotation order).
+
+    Required when session login is on (PLATFORM_DATABASE_URL set); the platform's public
+    fallback secret is refused whenever it appears.
+    """
+    secrets = [part.strip() for part in raw.split(",") if part.strip()]
+    if PLATFORM_FALLBACK_SECRET in secrets:
+        raise ConfigError(
+            f"PLATFORM_SESSION_SECRET must not be the platform's public fallback {PLATFORM_FALLBACK_SECRET!r}"
+        )
+    if enabled and not secrets:
+        raise ConfigError("PLATFORM_SESSION_SECRET is required when PLATFORM_DATABASE_URL is set")
+    return secrets
