@@ -324,6 +324,7 @@ def _apply_once(
                 last_updated=now,
                 version=entry.pk,
             )
+            balance_cache.changing([user_id])  # every process drops its entry at commit
             transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
             user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
     except (_KeyAlreadyUsed, InsufficientCredits, BalanceLimit, IntegrityError) as exc:
@@ -574,5 +575,5 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
         _copy(cursor, _TABLE, _ACCOUNT_COLUMNS, fresh_accounts)
         if existing_accounts:
             cursor.execute(_UPSERT_ACCOUNTS_SQL, [list(col) for col in zip(*existing_accounts, strict=True)])
-        transaction.on_commit(lambda: balance_cache.forget_many(user_ids))
+        balance_cache.changing(user_ids)  # every process drops these entries at commit
     return MigratedAccountsResult(frozenset(set(user_ids) - existing), len(ledger_rows))
