@@ -190,11 +190,12 @@ def gunicorn(server_env: dict, *, workers: int = 2, log_name: str = "server.log"
 
 
 @contextmanager
-def running_server(
-    db_settings: dict, *, workers: int = 2, extra_env: dict | None = None
-) -> Iterator[LiveServer]:
-    """Create+migrate a database, collect static files, seed, start gunicorn; undo it all after."""
-    name = f"test_fd_e2e_{os.getpid()}"
+def seeded_database(
+    db_settings: dict, *, name: str | None = None, extra_env: dict | None = None, collect_static: bool = True
+) -> Iterator[tuple[dict, dict]]:
+    """Create+migrate a database, collect static files (unless the tests use the API only),
+    seed; yield (server env, seed); drop it."""
+    name = name or f"test_fd_e2e_{os.getpid()}"
     admin = _connection_kwargs(db_settings)
     static_root = Path(tempfile.mkdtemp(prefix="fd-e2e-static-"))
     OUTPUT.mkdir(exist_ok=True)
@@ -205,12 +206,23 @@ def running_server(
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         manage(env, "migrate", "--noinput", "--verbosity", "0")
-        manage(env, "collectstatic", "--noinput", "--verbosity", "0")
-        seeded = run_seed(env)
-        with gunicorn(env, workers=workers) as server:
-            server.seed = seeded
-            yield server
+        if collect_static:
+            manage(env, "collectstatic", "--noinput", "--verbosity", "0")
+        yield env, run_seed(env)
     finally:
         shutil.rmtree(static_root, ignore_errors=True)
         with psycopg.connect(**admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def running_server(
+    db_settings: dict, *, workers: int = 2, extra_env: dict | None = None
+) -> Iterator[LiveServer]:
+    """A seeded database of its own (`seeded_database`) served by gunicorn; undo it all after."""
+    with (
+        seeded_database(db_settings, extra_env=extra_env) as (env, seeded),
+        gunicorn(env, workers=workers) as server,
+    ):
+        server.seed = seeded
+        yield server
