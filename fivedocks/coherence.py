@@ -32,6 +32,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -117,23 +118,28 @@ def _register(connection, *, keys: Iterable[str] = (), tables: Iterable[str] = (
         _send(connection, pending)
 
 
+# This process's name on the channel: its own notifications need no applying (the writer's
+# process updates its cache at commit itself). Renewed in a forked child.
+_origin = uuid.uuid4().hex[:12]
+
+
 def payloads(pending: _Pending) -> list[str]:
     """The notification payloads for one transaction: compact JSON, each under MAX_PAYLOAD."""
     if pending.clear or len(pending.keys) > MAX_KEYS:
-        return [json.dumps({"c": 1})]
+        return [json.dumps({"o": _origin, "c": 1}, separators=(",", ":"))]
     out: list[str] = []
     keys, tables = sorted(pending.keys), sorted(pending.tables)
-    message: dict[str, list[str]] = {}
-    size = 2
+    message: dict = {"o": _origin}
+    size = 24
     for field, values in (("k", keys), ("t", tables)):
         for value in values:
             cost = len(json.dumps(value)) + 1
-            if size + cost + 8 > MAX_PAYLOAD and message:
+            if size + cost + 8 > MAX_PAYLOAD and len(message) > 1:
                 out.append(json.dumps(message, separators=(",", ":")))
-                message, size = {}, 2
+                message, size = {"o": _origin}, 24
             message.setdefault(field, []).append(value)
             size += cost + (6 if len(message[field]) == 1 else 0)
-    if message:
+    if len(message) > 1:
         out.append(json.dumps(message, separators=(",", ":")))
     return out
 
@@ -157,6 +163,7 @@ def _send(connection, pending: _Pending) -> None:
 
 
 def discard(connection) -> None:
+    """A rollback; or a transaction beginning, after autocommit registrations already sent."""
     connection._coherence_pending = None
 
 
@@ -230,6 +237,8 @@ def apply(raw_payloads: Iterable[str]) -> tuple[set[str], set[str]]:
         except ValueError:
             logger.warning("ignored a malformed cache notification")
             continue
+        if message.get("o") == _origin:
+            continue  # this process's own change: applied at its commit already
         clear = clear or bool(message.get("c"))
         keys.update(message.get("k", ()))
         tables.update(message.get("t", ()))
@@ -307,17 +316,17 @@ class Listener(threading.Thread):
         self.reconnects = 0
         self.last_error = ""
         self.backend_pid: int | None = None
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._second_pass: list[tuple[float, set[str]]] = []
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         import psycopg
 
         delay = 0.05
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 with psycopg.connect(**listener_connection_kwargs(), autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
@@ -339,12 +348,12 @@ class Listener(threading.Thread):
                     logger.warning("cache listener lost its connection; bypassing the local cache")
                 self.connected = False
                 self.backend_pid = None
-            if self._stop.wait(delay * (1 + random.random())):
+            if self._stopping.wait(delay * (1 + random.random())):
                 break
             delay = min(delay * 2, 2.0)
 
     def _listen(self, conn) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             wait = PING_SECONDS
             if self._second_pass:
                 wait = max(0.0, min(wait, self._second_pass[0][0] - time.monotonic()))
@@ -385,8 +394,10 @@ def listener() -> Listener | None:
 
 
 def _after_fork_in_child() -> None:
-    # A thread does not survive fork: a child of a process that listened starts its own.
-    global _listener
+    # A thread does not survive fork: a child of a process that listened starts its own. Its
+    # notifications are not its parent's (nor a sibling's): a new origin.
+    global _listener, _origin
+    _origin = uuid.uuid4().hex[:12]
     if _listener is not None:
         _listener = None
         start_listener()

@@ -57,6 +57,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 coherence.flush(self)
         return super()._commit()
 
+    def _set_autocommit(self, autocommit):
+        if not autocommit:
+            # A transaction begins: what autocommit registered without a statement after it
+            # (an explicit invalidation) was sent at once; it must not wait for this COMMIT.
+            coherence.discard(self)
+        return super()._set_autocommit(autocommit)
+
     def _rollback(self):
         coherence.discard(self)
         return super()._rollback()
