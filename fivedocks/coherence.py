@@ -342,7 +342,7 @@ class Listener(threading.Thread):
             except Exception as exc:
                 self.last_error = f"{exc.__class__.__name__}: {str(exc).strip()[:200]}"
             finally:
-                if self.connected:
+                if self.connected and not self._stopping.is_set():
                     self.reconnects += 1
                     COHERENCE_EVENTS.labels("disconnected").inc()
                     logger.warning("cache listener lost its connection; bypassing the local cache")

@@ -53,8 +53,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _commit(self):
         if self._coherence_pending and self.connection is not None:
-            with self.wrap_database_errors:
+            # The notification and the COMMIT in one round trip (psycopg's pipeline mode).
+            with self.wrap_database_errors, self.connection.pipeline():
                 coherence.flush(self)
+                return self.connection.commit()
         return super()._commit()
 
     def _set_autocommit(self, autocommit):
