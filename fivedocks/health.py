@@ -44,9 +44,24 @@ def cache_check() -> dict:
         return {"ok": False, "error": _error(exc)}
 
 
+# PostgreSQL keeps notifications until every listener has read them; a full queue (8 GB by
+# default) makes every NOTIFY, hence every write, fail. A stuck listener shows here first.
+NOTIFY_QUEUE_LIMIT = 0.5
+
+
 def listener_check() -> dict | None:
-    """The cache listener of the worker that answers (absent where none runs)."""
-    return coherence.health()
+    """The cache listener of the worker that answers (absent where none runs), and how full
+    PostgreSQL's notification queue is."""
+    check = coherence.health()
+    if check is None:
+        return None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notification_queue_usage()")
+            usage = float(cursor.fetchone()[0])
+    except Exception as exc:
+        return {**check, "ok": False, "error": _error(exc)}
+    return {**check, "ok": check["ok"] and usage < NOTIFY_QUEUE_LIMIT, "queue_usage": round(usage, 4)}
 
 
 CHECKS: dict[str, Callable[[], dict | None]] = {

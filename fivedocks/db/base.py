@@ -53,10 +53,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _commit(self):
         if self._coherence_pending and self.connection is not None:
-            # The notification and the COMMIT in one round trip (psycopg's pipeline mode).
-            with self.wrap_database_errors, self.connection.pipeline():
+            with self.wrap_database_errors:
                 coherence.flush(self)
-                return self.connection.commit()
         return super()._commit()
 
     def _set_autocommit(self, autocommit):

@@ -213,7 +213,11 @@ def test_a_lost_listener_bypasses_the_cache_then_clears_it(running_listener, mon
     assert running_listener.backend_pid != backend
     assert cache.get(key) is None  # cleared before the cache was used again
     assert credit_selectors.get_balance(user_id=user.pk).balance == 100
-    assert Client().get("/healthz").json()["checks"]["listener"] == {"ok": True, "reconnects": 1}
+    assert Client().get("/healthz").json()["checks"]["listener"] == {
+        "ok": True,
+        "reconnects": 1,
+        "queue_usage": 0.0,
+    }
 
 
 def test_a_fill_is_refused_when_an_eviction_ran_during_the_read():
