@@ -131,17 +131,26 @@ def run_seed(env: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _wait_healthy(server: LiveServer) -> None:
+def _wait_healthy(server: LiveServer, *, healthy: bool = True) -> None:
+    """Until /healthz answers 200 and "ok" three times in a row (every check up, the workers'
+    cache listeners connected); with healthy=False: until it answers at all (a server started
+    broken on purpose, e.g. its database or its cache is down)."""
     deadline = time.monotonic() + START_TIMEOUT
+    ok_in_a_row = 0
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {server.process.returncode}:\n{server.log_tail()}")
         try:
-            if requests.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+            response = requests.get(f"{server.url}/healthz", timeout=2)
+            if not healthy:
                 return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
+            ok = response.status_code == 200 and response.json().get("status") == "ok"
+            ok_in_a_row = ok_in_a_row + 1 if ok else 0
+            if ok_in_a_row >= 3:
+                return
+        except (requests.RequestException, ValueError):
+            ok_in_a_row = 0
+        time.sleep(0.05 if ok_in_a_row else 0.2)
     raise RuntimeError(f"gunicorn did not answer /healthz within {START_TIMEOUT}s:\n{server.log_tail()}")
 
 
@@ -157,8 +166,13 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def gunicorn(server_env: dict, *, workers: int = 2, log_name: str = "server.log") -> Iterator[LiveServer]:
-    """Start gunicorn on a free loopback port with `server_env`; always stop it."""
+def gunicorn(
+    server_env: dict, *, workers: int = 2, log_name: str = "server.log", healthy: bool = True
+) -> Iterator[LiveServer]:
+    """Start gunicorn on a free loopback port with `server_env`; always stop it.
+
+    `healthy=False` waits only for /healthz to answer (any status): a server started broken on purpose.
+    """
     port = free_port()
     server = LiveServer(
         url=f"http://127.0.0.1:{port}",
@@ -183,7 +197,7 @@ def gunicorn(server_env: dict, *, workers: int = 2, log_name: str = "server.log"
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_healthy(server)
+        _wait_healthy(server, healthy=healthy)
         yield server
     finally:
         _stop(server.process)

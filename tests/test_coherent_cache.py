@@ -256,7 +256,7 @@ def test_cache_outage_costs_speed_not_answers(coherence_db):
     env = {**env, "CACHE_URL": f"redis://127.0.0.1:{free_port()}/0"}
     member = seeded["member"]
     auth = {"Authorization": f"Token {member['token']}"}
-    with gunicorn(env, workers=2, log_name="coherence-cache-outage.log") as server:
+    with gunicorn(env, workers=2, log_name="coherence-cache-outage.log", healthy=False) as server:
         health = requests.get(f"{server.url}/healthz", timeout=10)
         assert health.status_code == 200
         assert health.json()["status"] == "degraded"
