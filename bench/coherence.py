@@ -15,6 +15,9 @@ Against a real PostgreSQL, the default local-memory cache, the product's own cod
 - **write cost**: deductions/s through `credits.services.deduct` with 8 threads (own connection
   each, distinct users), with the broadcast on and off (`CACHE_BROADCAST`) in alternating rounds
   of the same run, the 4 listening workers running throughout (goal: on/off >= 0.9).
+- the same write comparison with `synchronous_commit=off` on both sides (a second process):
+  NOTIFY holds a database-wide lock from before each notifying commit until after its WAL flush,
+  so notifying commits cannot share a flush; this row shows the cost apart from the disk.
 - **read cost**: `credits.selectors.get_balance` p50 from the cache with this process's listener
   running and with none, alternating (goal: the difference within noise, <= 10 µs).
 
@@ -25,10 +28,12 @@ and migrated when missing). Its users are `@bench-coherence.invalid`, removed be
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import queue
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -40,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.credits import Latency, ensure_database, percentile, run_workers  # noqa: E402
 
+MARKER = "COHERENCE_WRITES_JSON: "
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/fd_bench_coherence"
 EMAIL_DOMAIN = "bench-coherence.invalid"
 LISTENING_WORKERS = 4
@@ -236,7 +242,7 @@ class Bench:
         }
 
 
-def measure(quick: bool) -> dict:
+def measure(quick: bool, *, write_only: bool = False) -> dict:
     configure_environment()
     created = ensure_database(os.environ["DATABASE_URL"])
     import django
@@ -268,12 +274,15 @@ def measure(quick: bool) -> dict:
             worker.start()
         for _ in workers:
             ready.get(timeout=60)
-        print("staleness window ...", file=sys.stderr)
-        stale = bench.staleness(users, evictions)
+        stale = reads = None
+        if not write_only:
+            print("staleness window ...", file=sys.stderr)
+            stale = bench.staleness(users, evictions)
         print("write cost ...", file=sys.stderr)
         writes = bench.write_cost(users)
-        print("read cost ...", file=sys.stderr)
-        reads = bench.read_cost(users[-1])
+        if not write_only:
+            print("read cost ...", file=sys.stderr)
+            reads = bench.read_cost(users[-1])
     finally:
         stop.set()
         for worker in workers:
@@ -291,7 +300,14 @@ def run(quick: bool) -> list:
 
     m = measure(quick)
     stale, writes, reads, bench = m["stale"], m["writes"], m["reads"], m["bench"]
-    return [
+    # The same write comparison with commits that do not wait for the disk (both sides), in a
+    # process of its own: what the broadcast costs apart from the disk's flush time (see docs).
+    command = [sys.executable, "-m", "bench.coherence", "--write-only", *(["--quick"] if quick else [])]
+    env = {**os.environ, "PGOPTIONS": "-c synchronous_commit=off"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    line = [x for x in done.stdout.splitlines() if x.startswith(MARKER)]
+    async_writes = json.loads(line[-1][len(MARKER) :]) if line else None
+    rows = [
         compare(
             f"coherence: staleness window p99, commit to last of {LISTENING_WORKERS} workers' eviction",
             stale["p99_ms"],
@@ -327,12 +343,31 @@ def run(quick: bool) -> list:
             f"(goal within {TARGET_READ_DELTA_US:g})",
         ),
     ]
+    if async_writes:
+        rows.insert(
+            3,
+            compare(
+                f"coherence: deductions/s, {WRITE_WORKERS} workers, broadcast on vs off, "
+                "commits not waiting for the disk",
+                async_writes["on"],
+                "ops/s",
+                baseline=async_writes["off"],
+                note="synchronous_commit=off on both sides (PGOPTIONS): the broadcast's cost apart from "
+                "NOTIFY holding its lock through each commit's WAL flush",
+            ),
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--write-only", action="store_true", help="only the write cost, as JSON")
     args = parser.parse_args(argv)
+    if args.write_only:
+        writes = measure(args.quick, write_only=True)["writes"]
+        print(MARKER + json.dumps(writes))
+        return 0
     rows = run(args.quick)
     failed = False
     for row in rows:
