@@ -156,6 +156,27 @@ def flush(connection) -> None:
     _send(connection, pending)
 
 
+def flush_and_commit(connection) -> None:
+    """Send the transaction's notification and COMMIT in one round trip.
+
+    Literal values and no parameters make psycopg use the simple query protocol, which runs
+    both statements of the string in order; the session is then idle, so psycopg's own
+    `commit()` sends nothing more. A failing COMMIT raises here as it would from `commit()`.
+    """
+    from psycopg import sql
+
+    pending = connection._coherence_pending
+    connection._coherence_pending = None
+    raw = connection.connection
+    notify = sql.SQL(", ").join(
+        sql.SQL("pg_notify({}, {})").format(sql.Literal(CHANNEL), sql.Literal(payload))
+        for payload in payloads(pending)
+    )
+    raw.execute(sql.SQL("SELECT {}; COMMIT").format(notify).as_string(raw))
+    raw.commit()  # the session is idle: nothing is sent; keeps psycopg's bookkeeping in step
+    COHERENCE_EVENTS.labels("sent").inc()
+
+
 def _send(connection, pending: _Pending) -> None:
     with connection.connection.cursor() as cursor:  # the raw psycopg cursor: no cachalot, no metrics
         cursor.execute(_NOTIFY_SQL, [payloads(pending)])

@@ -54,7 +54,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _commit(self):
         if self._coherence_pending and self.connection is not None:
             with self.wrap_database_errors:
-                coherence.flush(self)
+                coherence.flush_and_commit(self)  # one round trip: the NOTIFY, then COMMIT
+            return None
         return super()._commit()
 
     def _set_autocommit(self, autocommit):
