@@ -9,9 +9,14 @@ newer always wins. A value read from the database fills the entry only when ther
 (`add`) and no eviction happened during the read (`fivedocks.coherence.fill`).
 
 Other processes and hosts: the writing transaction registers the key with
-`fivedocks.coherence.evict_on_commit`, so every process's listener drops its local entry when
-the change commits. While a process's listener is down it reads the database. A cache that
-fails (Redis down) is read as a miss and a failed write after commit is logged and counted.
+`fivedocks.coherence.evict_on_commit` (`changing`), so every process's listener drops its local
+entry when the change commits. While a process's listener is down it reads the database. A
+cache that fails (Redis down) is read as a miss and a failed write after commit is logged and
+counted.
+
+The entry also carries the user's open-hold total and the earliest expiry among those holds:
+once that expiry passes the entry counts as a miss, so a hold that expires (which writes
+nothing) never leaves a stale `available` behind.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 from fivedocks import coherence
 from fivedocks.metrics import CACHE_ERRORS, CACHE_REQUESTS
@@ -40,6 +46,13 @@ class BalanceSnapshot:
     is_blocked: bool
     last_updated: datetime | None
     version: int = 0  # id of the ledger row a write reflects; 0 when read from the database
+    held: int = 0  # credits reserved by open, unexpired holds
+    held_until: datetime | None = None  # earliest expiry among those holds: a miss from then on
+
+    @property
+    def available(self) -> int:
+        """What a new hold or deduction may use: the balance minus the open holds."""
+        return self.balance - self.held
 
 
 def key_for(user_id: int) -> str:
@@ -49,6 +62,7 @@ def key_for(user_id: int) -> str:
 # The entry is a plain tuple in the dataclass's field order: cheaper to pickle, unpickle and
 # rebuild than a dict (and `dataclasses.asdict` deep-copies every field on each write).
 _VERSION = 5  # index of `version` in the tuple
+_HELD_UNTIL = 7  # index of `held_until`
 
 
 def _payload(snapshot: BalanceSnapshot) -> tuple:
@@ -59,16 +73,28 @@ def _payload(snapshot: BalanceSnapshot) -> tuple:
         snapshot.is_blocked,
         snapshot.last_updated,
         snapshot.version,
+        snapshot.held,
+        snapshot.held_until,
     )
 
 
+def _expired(raw: tuple) -> bool:
+    """An entry whose earliest hold has expired since (or one written before holds existed)."""
+    if len(raw) <= _HELD_UNTIL:
+        return True
+    return raw[_HELD_UNTIL] is not None and raw[_HELD_UNTIL] <= timezone.now()
+
+
 def read(user_id: int) -> BalanceSnapshot | None:
-    """The cached entry, or None: a miss, a cache that fails, or a local cache that may be stale
-    (its process's listener is down)."""
+    """The cached entry, or None: a miss, an entry whose earliest hold has expired, a cache that
+    fails, or a local cache that may be stale (its process's listener is down)."""
     if not coherence.usable():
         return None
     try:
         raw = cache.get(key_for(user_id))
+        if raw is not None and _expired(raw):
+            cache.delete(key_for(user_id))  # so that the database's answer can fill it (`add`)
+            raw = None
     except Exception:
         _failed("read")
         return None
@@ -103,7 +129,7 @@ def store(user_id: int, snapshot: BalanceSnapshot) -> None:
         else:
             ttl = settings.CREDITS_BALANCE_CACHE_TTL
             setter(key_for(user_id), _payload(snapshot), ttl, version_index=_VERSION)
-    except Exception:
+    except Exception:  # the write committed; the cache must not turn it into a 500
         _failed("store")
 
 

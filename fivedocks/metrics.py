@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -56,15 +56,22 @@ CREDIT_OPERATIONS = Counter(
     ["type", "result"],
     registry=REGISTRY,
 )
+CREDIT_HOLDS = Counter(
+    "fivedocks_credit_holds_total",
+    "Credit hold events: opened, captured, released, refused (credits short), replayed.",
+    ["event"],
+    registry=REGISTRY,
+)
+SERVICE_CALLS = Counter(
+    "fivedocks_service_calls_total",
+    "Service API calls by client, action and HTTP status.",
+    ["client", "action", "status"],
+    registry=REGISTRY,
+)
 WEBHOOK_EVENTS = Counter(
     "fivedocks_webhook_events_total",
     "Stripe webhook events by type and result.",
     ["type", "result"],
-    registry=REGISTRY,
-)
-KV_MIRROR_LAG = Gauge(
-    "fivedocks_kv_mirror_lag_seconds",
-    "Age of the oldest change not yet written to the KV store (0 when drained).",
     registry=REGISTRY,
 )
 
@@ -96,16 +103,27 @@ class ConnectionPoolCollector(Collector):
 
 REGISTRY.register(ConnectionPoolCollector())
 
+# Scrape-time collectors that read the database: the same answer from any worker, so they are
+# added to the multiprocess registry too.
+_DATABASE_COLLECTORS: list[Collector] = []
 
-def register_collector(collector: Collector) -> None:
-    """Apps add scrape-time collectors (kvmigrate progress, mirror lag) from their AppConfig.ready."""
+
+def register_collector(collector: Collector, *, reads_database: bool = True) -> None:
+    """Apps add scrape-time collectors (kvmigrate progress, mirror lag, holds) from their
+    AppConfig.ready. Those that read shared state (the database) give the same answer from any
+    worker, so the multiprocess scrape includes them too: its registry otherwise holds only what
+    the workers' files say, and a Gauge's set_function is not written to any file."""
     REGISTRY.register(collector)
+    if reads_database:
+        _DATABASE_COLLECTORS.append(collector)
 
 
 def scrape_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for collector in _DATABASE_COLLECTORS:
+            registry.register(collector)
         return registry
     return REGISTRY
 
