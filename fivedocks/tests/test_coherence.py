@@ -192,7 +192,7 @@ def test_a_lost_listener_bypasses_the_cache_then_clears_it(running_listener, mon
     credits.grant(user=user, amount=100, kind="purchase", reason="test")
     key = balance_cache.key_for(user.pk)
     # An entry the process believes: as if a change's notification had been missed.
-    cache.set(key, (12345, 0, 0, False, None, 10**9), 600)
+    cache.set(key, (12345, 0, 0, False, None, 10**9, 0, None), 600)
     assert credit_selectors.get_balance(user_id=user.pk).balance == 12345
 
     # The listener's backend is killed and it cannot reconnect (the address now refuses).
