@@ -19,8 +19,9 @@ def get_balance(*, user_id: int) -> balance_cache.BalanceSnapshot:
     cached = balance_cache.read(user_id)
     if cached is not None:
         return cached
+    token = balance_cache.fill_token(user_id)
     snapshot = balance_from_database(user_id=user_id)
-    balance_cache.store(user_id, snapshot)
+    balance_cache.fill(user_id, snapshot, token)
     return snapshot
 
 

@@ -39,7 +39,11 @@ def database_from_url(url: str, *, pool: bool, pool_max: int) -> dict:
 
 
 def with_connection_options(config: dict, *, pool: bool, pool_max: int) -> dict:
-    """psycopg 3 pool when asked for (Django 5.1+), else persistent connections."""
+    """psycopg 3 pool when asked for (Django 5.1+), else persistent connections.
+
+    The engine is Django's PostgreSQL backend extended to send a transaction's cache
+    notifications before its COMMIT (fivedocks/db/base.py, fivedocks/coherence.py)."""
+    config["ENGINE"] = "fivedocks.db"
     options = config.setdefault("OPTIONS", {})
     if pool:
         options["pool"] = {"min_size": 1, "max_size": pool_max, "timeout": 10}

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "fivedocks.middleware.ObservabilityMiddleware",
+    "fivedocks.middleware.LocalCacheCoherenceMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -129,9 +130,17 @@ SILENCED_SYSTEM_CHECKS = (
 )
 CACHALOT_ENABLED = env_bool(env, "CACHALOT_ENABLED", True)
 CACHALOT_TIMEOUT = env_int(env, "CACHALOT_TIMEOUT", 300)
+# Our engine is Django's PostgreSQL backend plus the cache broadcast (fivedocks/db/base.py).
+CACHALOT_ADDITIONAL_SUPPORTED_DATABASES = frozenset({"fivedocks.db"})
 # Cachalot caches only the read-mostly tables; balances have their own per-user entries.
 CACHALOT_ONLY_CACHABLE_TABLES = frozenset({"users", "subscriptions", "user_notifications"})
 CREDITS_BALANCE_CACHE_TTL = env_int(env, "CREDITS_BALANCE_CACHE_TTL", 60)
+# Every committed change a cached entry depends on is broadcast with PostgreSQL NOTIFY and every
+# serving process evicts its local copy (fivedocks/coherence.py). Needed with a per-process
+# cache (local memory, the default); a shared cache (Redis) sees every change already.
+CACHE_BROADCAST = env_bool(env, "CACHE_BROADCAST", CACHES["default"]["BACKEND"].endswith("LocMemCache"))
+# Opt-in `X-Served-By: host:pid` response header (which worker answered; debugging, tests).
+SERVED_BY_HEADER = env_bool(env, "SERVED_BY_HEADER", False)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
