@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
+from accounts import services
 from accounts.models import ApiToken, User
 
 
@@ -50,3 +51,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    # Revoking goes through the service, which drops the remembered key -> user in every process.
+    def delete_model(self, request, obj: ApiToken) -> None:
+        services.revoke_api_token(user=obj.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for token in queryset.select_related("user"):
+            services.revoke_api_token(user=token.user)

@@ -154,6 +154,9 @@ CACHALOT_ADDITIONAL_SUPPORTED_DATABASES = frozenset({"fivedocks.db"})
 # Cachalot caches only the read-mostly tables; balances have their own per-user entries.
 CACHALOT_ONLY_CACHABLE_TABLES = frozenset({"users", "subscriptions", "user_notifications"})
 CREDITS_BALANCE_CACHE_TTL = env_int(env, "CREDITS_BALANCE_CACHE_TTL", 60)
+# Credential -> user (API tokens, ...): revocations evict it in every process, so it may live long.
+AUTH_CREDENTIAL_CACHE = env_bool(env, "AUTH_CREDENTIAL_CACHE", True)
+AUTH_CREDENTIAL_CACHE_TTL = env_int(env, "AUTH_CREDENTIAL_CACHE_TTL", 3600)
 # Every committed change a cached entry depends on is broadcast with PostgreSQL NOTIFY and every
 # serving process evicts its local copy (fivedocks/coherence.py). Needed with a per-process
 # cache (local memory, the default); a shared cache (Redis) sees every change already.
