@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -35,7 +35,29 @@ def database_from_url(url: str, *, pool: bool, pool_max: int) -> dict:
     except (ValueError, ImproperlyConfigured) as exc:
         raise ConfigError(f"DATABASE_URL is malformed: {exc.__class__.__name__}") from None
     config["ENGINE"] = "django.db.backends.postgresql"
+    # A Unix-socket folder comes as `?host=/path` (or a %2F-quoted host): HOST holds it either way,
+    # so whatever reads the settings (psql, libpq keywords, test helpers) finds the server there.
+    socket_dir = config.get("OPTIONS", {}).pop("host", "") or ""
+    if socket_dir:
+        config["HOST"] = socket_dir
+    elif "%2f" in str(config.get("HOST", "")).lower():
+        config["HOST"] = unquote(config["HOST"])
     return with_connection_options(config, pool=pool, pool_max=pool_max)
+
+
+def database_url(db: dict, name: str | None = None) -> str:
+    """The DATABASE_URL of Django's database settings `db` (for `name`, default its own NAME).
+
+    The inverse of `database_from_url`: a Unix-socket folder (the embedded PostgreSQL) goes in
+    `?host=`, since a URL's host part cannot hold a path.
+    """
+    user = quote(str(db.get("USER") or "postgres"), safe="")
+    password = f":{quote(str(db['PASSWORD']), safe='')}" if db.get("PASSWORD") else ""
+    host, port = str(db.get("HOST") or ""), str(db.get("PORT") or "5432")
+    dbname = quote(str(name or db["NAME"]), safe="")
+    if host.startswith("/"):
+        return f"postgres://{user}{password}@:{port}/{dbname}?host={quote(host, safe='')}"
+    return f"postgres://{user}{password}@{host or '127.0.0.1'}:{port}/{dbname}"
 
 
 def with_connection_options(config: dict, *, pool: bool, pool_max: int) -> dict:

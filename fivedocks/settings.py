@@ -13,7 +13,6 @@ from fivedocks.config import (
     database_from_url,
     env_bool,
     env_int,
-    with_connection_options,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -105,16 +104,16 @@ TEMPLATES = [
 # --- Database: PostgreSQL only -------------------------------------------------------------
 DB_POOL = env_bool(env, "DB_POOL", True)
 DB_POOL_MAX = env_int(env, "DB_POOL_MAX", 20)
+# Settings only read DATABASE_URL; they never start a server. `make run`, `make test` and
+# `.ci/run` start the embedded PostgreSQL when it is unset (python -m fivedocks.embedded_db run).
 _database_url = env.str("DATABASE_URL", default="")
-if _database_url:
-    DATABASES = {"default": database_from_url(_database_url, pool=DB_POOL, pool_max=DB_POOL_MAX)}
-else:
-    from fivedocks import embedded_db
-
-    _embedded = embedded_db.ensure_running(
-        Path(env.str("EMBEDDED_PGDATA", default=str(BASE_DIR / ".pgdata")))
+if not _database_url:
+    raise ConfigError(
+        "DATABASE_URL is unset: set it (postgres://user@host:5432/dbname), or run through "
+        "`make run` / `make test`, or prefix the command with `python -m fivedocks.embedded_db run --` "
+        "(an embedded PostgreSQL in .pgdata/)"
     )
-    DATABASES = {"default": with_connection_options(_embedded.settings(), pool=DB_POOL, pool_max=DB_POOL_MAX)}
+DATABASES = {"default": database_from_url(_database_url, pool=DB_POOL, pool_max=DB_POOL_MAX)}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
