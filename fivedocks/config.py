@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote, urlsplit
 
 import environ
@@ -108,3 +109,54 @@ def env_int(env: environ.Env, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+
+
+# Commands that never touch the database: no reachability probe before them.
+_NO_DATABASE_COMMANDS = {
+    "help", "version", "--help", "-h", "--version", "kvgen", "collectstatic", "check", "makemigrations",
+    "diffsettings", "startapp", "startproject", "compilemessages", "makemessages",
+}  # fmt: skip
+PROBE_TIMEOUT = 3  # seconds; libpq's minimum is 2
+
+
+def needs_database(argv: list[str]) -> bool:
+    command = argv[1] if len(argv) > 1 else "help"
+    return command not in _NO_DATABASE_COMMANDS and "--help" not in argv[2:] and "-h" not in argv[2:]
+
+
+def database_unreachable(db: dict, *, timeout: int = PROBE_TIMEOUT) -> str | None:
+    """None when the database answers; else one line naming host, port, database and the cause.
+
+    Without this a dead database meant the pool's 10 s wait and an 80-line traceback.
+    """
+    import psycopg
+
+    host, port = str(db.get("HOST") or "localhost"), str(db.get("PORT") or 5432)
+    kwargs = {
+        "host": host,
+        "port": port,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+        "dbname": db.get("NAME"),
+        "connect_timeout": timeout,
+    }
+    try:
+        psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None}).close()
+    except psycopg.Error as exc:
+        where = f"{host} (Unix socket, port {port})" if host.startswith("/") else f"{host}:{port}"
+        return f"cannot reach the database {db.get('NAME')!r} at {where}: {connection_cause(exc)}"
+    return None
+
+
+_CAUSE_PREFIXES = re.compile(
+    r"^(?:connection (?:failed|is bad): )?"
+    r"(?:connection to server (?:at \"[^\"]*\"(?: \([^)]*\))?, port \d+|on socket \"[^\"]*\") failed: )?"
+    r"(?:FATAL: +)?"
+)
+
+
+def connection_cause(exc: Exception) -> str:
+    """The useful part of libpq's message: 'Connection refused', 'database "x" does not exist'..."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else exc.__class__.__name__
+    return _CAUSE_PREFIXES.sub("", first) or first

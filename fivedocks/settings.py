@@ -290,4 +290,14 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's own defaults give these loggers handlers of their own (runserver's "[date] GET ..."
+    # lines, a second copy of django's warnings): one handler, one format for every line instead.
+    "loggers": {
+        "django": {
+            "handlers": ["console"],
+            "level": env.str("LOG_LEVEL", default="INFO"),
+            "propagate": False,
+        },
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from fivedocks.api import api_not_found
 from fivedocks.health import healthz
 from fivedocks.metrics_view import metrics
 
@@ -20,6 +21,8 @@ urlpatterns = [
     path("api/billing/", include("billing.urls")),
     path("api/gmail/", include("gmail.urls")),
     path("api/notifications/", include("notifications.urls")),
+    # Last: any other /api/ path is the API's JSON 404, with DEBUG on too (Django's HTML page otherwise).
+    re_path(r"^api/(?P<path>.*)$", api_not_found, name="api-not-found"),
 ]
 
 handler404 = "fivedocks.api.not_found"
