@@ -3,6 +3,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
 from accounts.models import User
+from fivedocks.admin import EmailTitleMixin, customer_link
 
 
 class UserCreateForm(UserCreationForm):
@@ -18,11 +19,20 @@ class UserEditForm(UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(EmailTitleMixin, DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
     ordering = ("id",)
-    list_display = ("id", "email", "username", "firebase_uid", "is_staff", "is_active", "date_joined")
+    list_display = (
+        "id",
+        "email",
+        "username",
+        "firebase_uid",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "customer",
+    )
     list_filter = ("is_staff", "is_active")
     search_fields = ("email", "username", "firebase_uid")
     fieldsets = (
@@ -31,4 +41,9 @@ class UserAdmin(DjangoUserAdmin):
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+
+    @admin.display(description="")
+    def customer(self, obj: User) -> str:
+        return customer_link(obj.pk)
+
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)

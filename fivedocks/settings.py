@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "kvmigrate",
     "cutover",
     "fiveducks",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -144,6 +145,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Staff screens: numbers with thousands separators, dates as 2026-12-02 06:26 (fivedocks/formats).
+USE_THOUSAND_SEPARATOR = True
+FORMAT_MODULE_PATH = ["fivedocks.formats"]
 
 STATIC_URL = "static/"
 # `collectstatic` writes here; WhiteNoise serves it when DEBUG is off.

@@ -7,6 +7,7 @@ from fivedocks.health import healthz
 from fivedocks.metrics_view import metrics
 
 urlpatterns = [
+    path("admin/console/", include("console.urls")),  # the staff console's own pages
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
