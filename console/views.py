@@ -38,7 +38,6 @@ def customer(request: HttpRequest, user_id: int) -> HttpResponse:
     context = _context(
         request,
         overview.user.email,
-        subtitle="Customer",
         c=overview,
         can_grant=request.user.has_perm("credits.grant_credits"),
     )
