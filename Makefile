@@ -38,8 +38,10 @@ run: install .env .demo/kv.jsonl
 	$(WITH_DB) -- $(PY) manage.py runserver $(HOST):$(PORT)
 
 # The embedded PostgreSQL (when DATABASE_URL is unset) is stopped afterwards if this started it.
+# PYTEST_ARGS narrows the run, e.g. `make test PYTEST_ARGS="credits -k ledger"`.
+PYTEST_ARGS ?=
 test: install
-	$(WITH_DB) --stop-after -- $(VENV)/bin/pytest -n 2
+	$(WITH_DB) --stop-after -- $(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -53,7 +53,7 @@ class ActiveWithCreditsFilter(NumberInputFilter):
 class SubscriptionAdmin(EmailTitleMixin, admin.ModelAdmin):
     list_display = (
         "user_email", "balance", "plan_type", "status", "current_period_end", "cancel_at_period_end",
-        "stripe_customer_id", "updated_at", "customer",
+        "stripe_customer_id", "customer",
     )  # fmt: skip
     list_select_related = ("user",)
     list_filter = (

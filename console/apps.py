@@ -16,3 +16,6 @@ class ConsoleConfig(AppConfig):
         admin.site.index_template = "console/dashboard.html"
         admin.site.site_header = "fivedocks staff"
         admin.site.site_title = "fivedocks staff"
+        # The left-hand model list took 300 of a laptop's 1,400 pixels from every list; the home
+        # page (the dashboard) and the breadcrumbs lead everywhere it did.
+        admin.site.enable_nav_sidebar = False
