@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("start", help="start the embedded server and print its DATABASE_URL")
     sub.add_parser("stop", help="stop the embedded server")
+    sub.add_parser("status", help="exit 0 when the embedded server runs, 3 when it does not")
     args = parser.parse_args(argv)
     try:
         if args.action == "run":
@@ -320,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "start":
             print(ensure_running(default_data_dir()).url())
             return 0
+        if args.action == "status":
+            running = is_running(default_data_dir())
+            print("running" if running else "not running")
+            return 0 if running else 3
         print("stopped" if stop(default_data_dir()) else "not running")
         return 0
     except ConfigError as exc:
