@@ -343,7 +343,9 @@ def _changelists(page, server: LiveServer) -> list[str]:
 _CLIPPING = """() => {
     // The page itself, and every box that hides or scrolls what does not fit (a list's .results).
     const selector = '.results, #changelist, #changelist *, #content-main *';
-    const clips = el => ['auto', 'scroll', 'hidden'].includes(getComputedStyle(el).overflowX);
+    // Screen-reader-only text is a 1-pixel box by design: not a clipped column.
+    const clips = el => ['auto', 'scroll', 'hidden'].includes(getComputedStyle(el).overflowX)
+        && !el.classList.contains('visually-hidden');
     const root = document.documentElement;
     const boxes = [root, ...[...document.querySelectorAll(selector)].filter(clips)];
     return boxes.map(el => ({
@@ -352,13 +354,11 @@ _CLIPPING = """() => {
 }"""
 
 
-def _not_clipped(page) -> None:
+def _not_clipped(page) -> list[dict]:
     boxes = page.evaluate(_CLIPPING)
-    assert (
-        any(b["what"] == "results" for b in boxes) or "/console/" in page.url or page.url.endswith("/admin/")
-    )
     clipped = [b for b in boxes if b["scroll"] > b["client"]]
     assert not clipped, (page.url, clipped)
+    return boxes
 
 
 def test_no_list_is_clipped_at_1400_pixels(staff_page, outside_server: LiveServer, seed):
@@ -369,7 +369,9 @@ def test_no_list_is_clipped_at_1400_pixels(staff_page, outside_server: LiveServe
         page.goto(f"{outside_server.url}{href}")
         page.wait_for_load_state()
         assert page.locator("#changelist").count() == 1, href
-        _not_clipped(page)
+        boxes = _not_clipped(page)
+        if page.locator("#result_list").count():  # an empty list has no table to measure
+            assert any(b["what"] == "results" for b in boxes), (href, boxes)
         shot(page, "19-list-" + href.strip("/").replace("/", "-"))
     for href in (
         "/admin/",
