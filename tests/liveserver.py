@@ -127,13 +127,15 @@ def run_seed(env: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _wait_healthy(server: LiveServer) -> None:
+def _wait_healthy(server: LiveServer, *, healthy: bool = True) -> None:
+    """Until /healthz answers 200 (with healthy=False: answers at all, e.g. its database is down)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {server.process.returncode}:\n{server.log_tail()}")
         try:
-            if requests.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+            status = requests.get(f"{server.url}/healthz", timeout=2).status_code
+            if status == 200 or not healthy:
                 return
         except requests.RequestException:
             pass
@@ -153,8 +155,13 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def gunicorn(server_env: dict, *, workers: int = 2, log_name: str = "server.log") -> Iterator[LiveServer]:
-    """Start gunicorn on a free loopback port with `server_env`; always stop it."""
+def gunicorn(
+    server_env: dict, *, workers: int = 2, log_name: str = "server.log", healthy: bool = True
+) -> Iterator[LiveServer]:
+    """Start gunicorn on a free loopback port with `server_env`; always stop it.
+
+    `healthy=False` waits only for /healthz to answer (any status): a server started broken on purpose.
+    """
     port = free_port()
     server = LiveServer(
         url=f"http://127.0.0.1:{port}",
@@ -179,7 +186,7 @@ def gunicorn(server_env: dict, *, workers: int = 2, log_name: str = "server.log"
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_healthy(server)
+        _wait_healthy(server, healthy=healthy)
         yield server
     finally:
         _stop(server.process)

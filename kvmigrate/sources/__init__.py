@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .base import Counters, Item, Source, SourceError, Writer, mask_url
+from .base import Counters, Item, RawItem, Source, SourceError, Writer, mask_url
 from .dump import DumpSource, DumpWriter
 from .redis import RedisSource, RedisWriter
 from .replit import ReplitSource, ReplitWriter, RetryPolicy, resolve_url
@@ -23,6 +23,7 @@ __all__ = [
     "DumpSource",
     "DumpWriter",
     "Item",
+    "RawItem",
     "RedisSource",
     "RedisWriter",
     "ReplitSource",

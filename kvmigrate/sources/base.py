@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 Item = tuple[str, str]  # (key, raw stored string)
+RawItem = tuple[bytes, bytes]  # (key, value) exactly as the store holds them: for verbatim backups
 
 
 class SourceError(Exception):
@@ -43,6 +44,14 @@ class Source(ABC):
     def iter_batches(self, batch_size: int = 500) -> Iterator[list[Item]]:
         """Batches of at most `batch_size` (key, raw value) pairs; each key at most once per batch."""
 
+    def iter_raw_batches(self, batch_size: int = 500) -> Iterator[list[RawItem]]:
+        """Like `iter_batches`, but keys and values as the store's bytes, never decoded or replaced.
+
+        `iter_batches` turns bytes that are not UTF-8 into visible escapes (the codec then
+        quarantines the value); a verbatim backup (`kvbackup`) must keep them as they are.
+        """
+        raise SourceError(f"{self.describe()} cannot be read byte for byte")
+
     def count_estimate(self) -> int | None:
         """Roughly how many records `iter_batches` will yield, when that is cheap to know."""
         return None
@@ -65,11 +74,18 @@ class Source(ABC):
 
 
 class Writer(ABC):
-    """Writes raw stored strings (already encoded, see `codec.encode_value`) to a store."""
+    """Writes raw stored strings (already encoded, see `codec.encode_value`) to a store.
+
+    Keys and values may also be bytes (a verbatim restore, `kvrestore`): written as they are
+    where the store can hold them.
+    """
 
     @abstractmethod
     def set_many(self, items: Iterable[Item]) -> int:
         """Store every (key, raw value) pair; returns how many were written."""
+
+    def check(self, key: str | bytes, value: str | bytes) -> None:  # noqa: B027 - optional hook
+        """SourceError when the store cannot hold this pair (checked before a restore writes anything)."""
 
     @abstractmethod
     def describe(self) -> str:

@@ -1,5 +1,10 @@
 """Dump files: a JSON object `{key: value}` or JSON Lines `{"key": ..., "value": ...}` (optionally .gz).
 
+A JSON Lines dump may carry bytes that are not UTF-8 as base64 (`"key_b64"` instead of `"key"`,
+`"value_b64"` instead of `"value"`) and end with a closing line `{"kvbackup": 1, "count": ...,
+"sha256": ...}`: that is a verbatim backup (`manage.py kvbackup`, kvmigrate/backup.py), readable
+as a source like any dump. The closing line is kept in `DumpSource.closing`, not yielded.
+
 Both are read incrementally, so memory stays bounded by the largest record, not the file. A value
 may be the raw stored string (JSON twice, as `GET` returns it) or already-decoded JSON; the source
 always yields a string the codec decodes (a non-string value is JSON-encoded once).
@@ -7,6 +12,8 @@ always yields a string the codec decodes (a non-string value is JSON-encoded onc
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 import io
 import json
@@ -15,13 +22,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .base import Counters, Item, Source, SourceError, Writer
+from .base import Counters, Item, RawItem, Source, SourceError, Writer
 
 FORMATS = ("json", "jsonl")
 _WS = " \t\n\r"
 # A record may hold a 5 MB value, JSON-escaped once more in the dump: anything beyond this is
 # a corrupt file (an unterminated string), not a record.
 MAX_RECORD_CHARS = 32 * 1024 * 1024
+CLOSING = "kvbackup"  # the field that marks a backup's closing line
+_RECORD_FIELDS = {"key", "value", "key_b64", "value_b64"}
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -62,6 +71,7 @@ class DumpSource(Source):
         self.chunk_chars = chunk_chars
         self.counters = Counters("read", "bad_lines")
         self.bad_line_numbers: list[int] = []
+        self.closing: dict | None = None  # a backup's closing line, once read
         self.format = format or self._detect()
 
     def describe(self) -> str:
@@ -72,7 +82,7 @@ class DumpSource(Source):
 
     def _detect(self) -> str:
         """JSON Lines when the first non-blank line is a whole `{"key": str, ...}` object."""
-        if self.path.suffix.lower() in (".jsonl", ".ndjson"):
+        if self.path.name.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
             return "jsonl"
         with _open_binary(self.path) as fh:
             while raw := fh.readline(MAX_RECORD_CHARS + 1):
@@ -87,10 +97,9 @@ class DumpSource(Source):
                     first = json.loads(line.decode("utf-8-sig"))
                 except (ValueError, UnicodeDecodeError):
                     return "json"  # only the start of a (multi-line) JSON object
-                if (
-                    isinstance(first, dict)
-                    and isinstance(first.get("key"), str)
-                    and set(first) <= {"key", "value"}
+                if isinstance(first, dict) and (
+                    (isinstance(first.get("key", first.get("key_b64")), str) and set(first) <= _RECORD_FIELDS)
+                    or CLOSING in first
                 ):
                     return "jsonl"
                 return "json"
@@ -98,7 +107,7 @@ class DumpSource(Source):
 
     def iter_records(self) -> Iterator[Item]:
         """Every (key, raw value), one at a time, in file order."""
-        records = self._iter_jsonl() if self.format == "jsonl" else self._iter_object()
+        records = self._iter_jsonl(raw=False) if self.format == "jsonl" else self._iter_object()
         prefix = self.prefix
         for key, value in records:
             if prefix and not key.startswith(prefix):
@@ -106,15 +115,27 @@ class DumpSource(Source):
             self.counters.add("read")
             yield key, value
 
+    def iter_raw_records(self) -> Iterator[RawItem]:
+        """Every (key, value) as bytes, base64 fields decoded: what the store held, byte for byte."""
+        if self.format == "jsonl":
+            records = self._iter_jsonl(raw=True)
+        else:
+            records = (
+                (k.encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass"))
+                for k, v in self._iter_object()
+            )
+        prefix = self.prefix.encode("utf-8")
+        for key, value in records:
+            if prefix and not key.startswith(prefix):
+                continue
+            self.counters.add("read")
+            yield key, value
+
+    def iter_raw_batches(self, batch_size: int = 500) -> Iterator[list[RawItem]]:
+        return _batched(self.iter_raw_records(), batch_size)
+
     def iter_batches(self, batch_size: int = 500) -> Iterator[list[Item]]:
-        batch: dict[str, str] = {}
-        for key, value in self.iter_records():
-            batch[key] = value  # a key repeated in the file: the later value wins, as on load
-            if len(batch) >= batch_size:
-                yield list(batch.items())
-                batch = {}
-        if batch:
-            yield list(batch.items())
+        return _batched(self.iter_records(), batch_size)
 
     def count_estimate(self) -> int | None:
         """File size / average record size over the first 256 KB (None for compressed files)."""
@@ -149,21 +170,23 @@ class DumpSource(Source):
             return 0
         return round(size * seen / max(consumed, 1))
 
-    def _iter_jsonl(self) -> Iterator[Item]:
+    def _iter_jsonl(self, *, raw: bool) -> Iterator:
         with _open_binary(self.path) as fh:
-            for number, raw in enumerate(_lines(fh, limit=MAX_RECORD_CHARS), start=1):
-                if not raw.strip():
+            for number, line in enumerate(_lines(fh, limit=MAX_RECORD_CHARS), start=1):
+                if not line.strip():
                     continue
                 try:
-                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                    text = line.decode("utf-8-sig" if number == 1 else "utf-8")
                     record = json.loads(text)
                     if not isinstance(record, dict):
                         raise ValueError("not a JSON object")
-                    key = record["key"]
-                    if not isinstance(key, str):
-                        raise ValueError('"key" is not a string')
-                    value = record["value"]
-                except (ValueError, KeyError, UnicodeDecodeError) as exc:
+                    if self.closing is not None:
+                        raise ValueError("a line after the backup's closing line")
+                    if CLOSING in record and "key" not in record and "key_b64" not in record:
+                        self.closing = record
+                        continue
+                    item = _raw_record(record) if raw else self._text_record(record)
+                except (ValueError, KeyError, UnicodeDecodeError, binascii.Error) as exc:
                     reason = f"missing {exc}" if isinstance(exc, KeyError) else _reason(exc)
                     if self.strict:
                         raise SourceError(f"{self.path}, line {number}: {reason}") from None
@@ -171,7 +194,21 @@ class DumpSource(Source):
                     if len(self.bad_line_numbers) < 1000:
                         self.bad_line_numbers.append(number)
                     continue
-                yield key, _raw_form(value)
+                yield item
+
+    def _text_record(self, record: dict) -> Item:
+        if "key_b64" in record or "value_b64" in record:
+            key, value = _raw_record(record)
+            try:
+                return key.decode("utf-8"), value.decode("utf-8")
+            except UnicodeDecodeError:
+                # Visible, not silently replaced: the codec then rejects the value as bad JSON.
+                self.counters.add("invalid_utf8")
+                return key.decode("utf-8", "backslashreplace"), value.decode("utf-8", "backslashreplace")
+        key = record["key"]
+        if not isinstance(key, str):
+            raise ValueError('"key" is not a string')
+        return key, _raw_form(record["value"])
 
     def _iter_object(self) -> Iterator[Item]:
         parser = _ObjectParser(self._text(), self.path, self.chunk_chars)
@@ -181,11 +218,46 @@ class DumpSource(Source):
             parser.close()
 
 
+def _batched(records: Iterable[tuple], batch_size: int) -> Iterator[list]:
+    batch: dict = {}
+    for key, value in records:
+        batch[key] = value  # a key repeated in the file: the later value wins, as on load
+        if len(batch) >= batch_size:
+            yield list(batch.items())
+            batch = {}
+    if batch:
+        yield list(batch.items())
+
+
+def _b64(record: dict, field: str) -> bytes:
+    value = record[field]
+    if not isinstance(value, str):
+        raise ValueError(f'"{field}" is not a string')
+    return base64.b64decode(value, validate=True)
+
+
+def _raw_record(record: dict) -> RawItem:
+    """(key, value) bytes of a JSON Lines record; `*_b64` fields carry bytes that are not UTF-8."""
+    if "key_b64" in record:
+        key = _b64(record, "key_b64")
+    else:
+        if not isinstance(record["key"], str):
+            raise ValueError('"key" is not a string')
+        key = record["key"].encode("utf-8", "surrogatepass")
+    if "value_b64" in record:
+        value = _b64(record, "value_b64")
+    else:
+        value = _raw_form(record["value"]).encode("utf-8", "surrogatepass")
+    return key, value
+
+
 def _reason(exc: Exception) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"invalid JSON ({exc.msg}, column {exc.colno})"
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8"
+    if isinstance(exc, binascii.Error):
+        return "invalid base64"
     return str(exc)
 
 
@@ -335,11 +407,13 @@ class DumpWriter(Writer):
         fh = self._fh
         n = 0
         for key, value in items:
-            if not isinstance(key, str) or not isinstance(value, str):
+            if not isinstance(key, str | bytes) or not isinstance(value, str | bytes):
                 raise SourceError("DumpWriter writes (str key, str raw value) pairs; encode values first")
             if self.format == "jsonl":
-                fh.write(json.dumps({"key": key, "value": value}, ensure_ascii=False))
+                fh.write(json.dumps(_jsonl_record(key, value), ensure_ascii=False))
                 fh.write("\n")
+            elif isinstance(key, bytes) or isinstance(value, bytes):
+                raise SourceError("bytes are written to JSON Lines dumps only (key_b64/value_b64)")
             else:
                 fh.write("\n" if self.count == 0 else ",\n")
                 fh.write(json.dumps(key, ensure_ascii=False))
@@ -348,6 +422,13 @@ class DumpWriter(Writer):
             self.count += 1
             n += 1
         return n
+
+    def write_closing(self, record: dict) -> None:
+        """A JSON Lines dump's closing line (a backup's count and checksum), written last."""
+        if self.format != "jsonl" or CLOSING not in record:
+            raise SourceError(f"a closing line goes in a JSON Lines dump and has a {CLOSING!r} field")
+        self._fh.write(json.dumps(record, ensure_ascii=False))
+        self._fh.write("\n")
 
     def close(self) -> None:
         if self._closed:
@@ -375,3 +456,17 @@ class DumpWriter(Writer):
             self.close()
         else:
             self.abort()
+
+
+def _jsonl_record(key: str | bytes, value: str | bytes) -> dict:
+    """`{"key", "value"}`, with `key_b64`/`value_b64` for bytes that are not UTF-8."""
+    record: dict = {}
+    for name, data in (("key", key), ("value", value)):
+        if isinstance(data, bytes):
+            try:
+                record[name] = data.decode("utf-8")
+            except UnicodeDecodeError:
+                record[f"{name}_b64"] = base64.b64encode(data).decode("ascii")
+        else:
+            record[name] = data
+    return record

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 import redis as redis_lib
 
-from .base import Counters, Item, Source, SourceError, Writer, mask_url
+from .base import Counters, Item, RawItem, Source, SourceError, Writer, mask_url
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -64,6 +64,10 @@ class RedisSource(Source):
         return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*" if self.prefix else None
 
     def iter_batches(self, batch_size: int = 500) -> Iterator[list[Item]]:
+        for batch in self.iter_raw_batches(batch_size):
+            yield [(_text(k, self.counters), _text(v, self.counters)) for k, v in batch]
+
+    def iter_raw_batches(self, batch_size: int = 500) -> Iterator[list[RawItem]]:
         batch_size = max(1, batch_size)
         keys: list[bytes] = []
         try:
@@ -78,7 +82,7 @@ class RedisSource(Source):
         except redis_lib.RedisError as exc:
             raise SourceError(f"reading Redis at {mask_url(self.url)}: {type(exc).__name__}: {exc}") from None
 
-    def _fetch(self, keys: list[bytes]) -> list[Item]:
+    def _fetch(self, keys: list[bytes]) -> list[RawItem]:
         keys = list(dict.fromkeys(keys))
         self.counters.add("scanned", len(keys))
         values = self.client.mget(keys)
@@ -90,11 +94,7 @@ class RedisSource(Source):
                 pipe.type(k)
             for kind in pipe.execute():
                 self.counters.add("vanished" if kind in (b"none", "none") else "not_strings")
-        out = [
-            (_text(k, self.counters), _text(v, self.counters))
-            for k, v in zip(keys, values, strict=True)
-            if v is not None
-        ]
+        out = [(k, v) for k, v in zip(keys, values, strict=True) if v is not None]
         self.counters.add("fetched", len(out))
         return out
 
@@ -128,11 +128,7 @@ class RedisWriter(Writer):
         written = 0
         try:
             for key, value in items:
-                if not isinstance(key, str) or not isinstance(value, str):
-                    raise SourceError(
-                        "RedisWriter writes (str key, str raw value) pairs; encode values first"
-                    )
-                pipe.set(key.encode("utf-8"), value.encode("utf-8"))
+                pipe.set(_bytes(key), _bytes(value))
                 pending += 1
                 if pending >= self.batch_size:
                     pipe.execute()
@@ -146,10 +142,10 @@ class RedisWriter(Writer):
         self.counters.add("set", written)
         return written
 
-    def delete(self, key: str) -> bool:
+    def delete(self, key: str | bytes) -> bool:
         """Delete `key`; False when it did not exist."""
         try:
-            deleted = bool(self.client.delete(key.encode("utf-8")))
+            deleted = bool(self.client.delete(_bytes(key)))
         except redis_lib.RedisError as exc:
             raise SourceError(f"writing Redis at {mask_url(self.url)}: {type(exc).__name__}: {exc}") from None
         self.counters.add("deleted" if deleted else "missing")
@@ -157,3 +153,11 @@ class RedisWriter(Writer):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _bytes(text: str | bytes) -> bytes:
+    if isinstance(text, bytes):
+        return text
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    raise SourceError("RedisWriter writes (key, raw value) pairs of str or bytes; encode values first")

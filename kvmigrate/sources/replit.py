@@ -15,12 +15,12 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, quote_plus, unquote, unquote_to_bytes
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from .base import Counters, Item, Source, SourceError, Writer, mask_url
+from .base import Counters, Item, RawItem, Source, SourceError, Writer, mask_url
 
 DEFAULT_URL_FILE = "/tmp/replitdb"  # where Replit itself writes the current URL  # noqa: S108
 URL_ENV = "REPLIT_DB_URL"
@@ -202,28 +202,39 @@ class ReplitSource(Source):
         where = f", prefix {self.prefix!r}" if self.prefix else ""
         return f"Replit Database {self._client.masked} (URL from {self._client.origin}{where})"
 
-    def list_keys(self, prefix: str | None = None) -> list[str]:
-        """Every key starting with `prefix` (default: the source's), as the database lists them now."""
+    def _list_lines(self, prefix: str | None) -> list[str]:
         prefix = self.prefix if prefix is None else prefix
         resp = self._client.request("GET", None, "listing keys", params={"encode": "true", "prefix": prefix})
         if resp.status_code == 404:
             raise SourceError(f"listing keys: HTTP 404 from {self._client.masked}: is this a Replit DB URL?")
         text = _body_text(resp)
-        if not text:
-            return []
-        return [unquote(line) for line in text.split("\n") if line]
+        return [line for line in text.split("\n") if line] if text else []
+
+    def list_keys(self, prefix: str | None = None) -> list[str]:
+        """Every key starting with `prefix` (default: the source's), as the database lists them now."""
+        return [unquote(line) for line in self._list_lines(prefix)]
+
+    def list_raw_keys(self, prefix: str | None = None) -> list[bytes]:
+        """The same keys as bytes, exactly as percent-encoded in the listing."""
+        return [unquote_to_bytes(line) for line in self._list_lines(prefix)]
 
     def count_estimate(self) -> int | None:
-        return len(self.list_keys())
+        return len(self._list_lines(None))
 
-    def get(self, key: str) -> str | None:
-        """The raw stored string of `key`, or None when it does not exist."""
+    def get_raw(self, key: str | bytes) -> bytes | None:
+        """The stored value of `key` byte for byte (the body of GET), or None when it does not exist."""
         resp = self._client.request("GET", key, f"reading key {key!r}")
         if resp.status_code == 404:
             self.counters.add("vanished")
             return None
         self.counters.add("fetched")
-        return _body_text(resp)
+        return resp.content
+
+    def get(self, key: str) -> str | None:
+        """The raw stored string of `key`, or None when it does not exist."""
+        raw = self.get_raw(key)
+        # The stored string is UTF-8; never trust requests' charset guess (ISO-8859-1 for text/*).
+        return None if raw is None else raw.decode("utf-8", errors="backslashreplace")
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         """The raw values of `keys` that exist, fetched concurrently."""
@@ -233,8 +244,13 @@ class ReplitSource(Source):
         return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
 
     def iter_batches(self, batch_size: int = 500) -> Iterator[list[Item]]:
+        return self._iter(self.list_keys(), self.get, batch_size)
+
+    def iter_raw_batches(self, batch_size: int = 500) -> Iterator[list[RawItem]]:
+        return self._iter(self.list_raw_keys(), self.get_raw, batch_size)
+
+    def _iter(self, keys: list, fetch, batch_size: int) -> Iterator[list]:
         batch_size = max(1, batch_size)
-        keys = self.list_keys()
         self.counters.add("listed", len(keys))
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="replit-get")
         try:
@@ -242,7 +258,7 @@ class ReplitSource(Source):
             pending = None
             # One batch is fetched ahead while the caller works on the previous one.
             for chunk in chunks:
-                submitted = [(k, pool.submit(self.get, k)) for k in chunk]
+                submitted = [(k, pool.submit(fetch, k)) for k in chunk]
                 if pending is not None:
                     batch = _collect(pending)
                     if batch:
@@ -291,6 +307,7 @@ class ReplitWriter(Writer):
         parts: list[str] = []
         size = 0
         for key, value in items:
+            key, value = _text_item(key), _text_item(value, key)
             _check_item(key, value)
             pair = f"{quote_plus(key)}={quote_plus(value)}"
             if parts and (size + len(pair) + 1 > self.max_body_bytes or len(parts) >= self.max_pairs):
@@ -305,6 +322,10 @@ class ReplitWriter(Writer):
     def set(self, key: str, value: str) -> None:
         self.set_many([(key, value)])
 
+    def check(self, key: str | bytes, value: str | bytes) -> None:
+        key = _text_item(key)
+        _check_item(key, _text_item(value, key))
+
     def _post(self, parts: list[str]) -> int:
         self.counters.add("requests")
         self._client.request(
@@ -317,7 +338,7 @@ class ReplitWriter(Writer):
         self.counters.add("set", len(parts))
         return len(parts)
 
-    def delete(self, key: str) -> bool:
+    def delete(self, key: str | bytes) -> bool:
         """Delete `key`; False when it did not exist (404)."""
         self.counters.add("requests")
         resp = self._client.request("DELETE", key, f"deleting key {key!r}")
@@ -329,6 +350,17 @@ class ReplitWriter(Writer):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _text_item(text, key=None):
+    """A bytes key or value as text: the database stores UTF-8 strings, nothing else."""
+    if not isinstance(text, bytes):
+        return text
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError:
+        what = "a key" if key is None else f"the value of {key!r}"
+        raise SourceError(f"{what} is not UTF-8: the Replit Database stores text only") from None
 
 
 def _check_item(key: str, value: str) -> None:
