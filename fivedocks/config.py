@@ -115,6 +115,7 @@ def env_int(env: environ.Env, name: str, default: int) -> int:
 _NO_DATABASE_COMMANDS = {
     "help", "version", "--help", "-h", "--version", "kvgen", "collectstatic", "check", "makemigrations",
     "diffsettings", "startapp", "startproject", "compilemessages", "makemessages",
+    "smoke", "kvbackup", "kvrestore",  # another deployment over HTTP; the KV stores only
 }  # fmt: skip
 PROBE_TIMEOUT = 3  # seconds; libpq's minimum is 2
 

@@ -264,3 +264,14 @@ def test_off_a_terminal_every_log_line_is_json():
     assert len(lines) == 3, lines
     records = [json.loads(line) for line in lines]
     assert {r["logger"] for r in records} == {"django.server", "django.request", "fivedocks"}
+
+
+def test_commands_that_never_touch_the_database_are_not_held_up_by_it():
+    from fivedocks.config import needs_database
+
+    assert needs_database(["manage.py", "migrate"]) and needs_database(["manage.py", "runserver"])
+    for argv in (["manage.py"], ["manage.py", "help"], ["manage.py", "kvgen"], ["manage.py", "smoke"],
+                 ["manage.py", "migrate", "--help"], ["manage.py", "collectstatic"]):  # fmt: skip
+        assert not needs_database(argv), argv
+    result = _manage("kvgen", "--help", env=_env(DATABASE_URL=_db_url("127.0.0.1", _free_port())))
+    assert result.returncode == 0 and "--users" in result.stdout
