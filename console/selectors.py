@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Min, Q, QuerySet, Sum
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from billing import selectors as billing_selectors
 from billing.models import Subscription, WebhookEvent, WebhookEventStatus
+from credits import selectors as credit_selectors
 from credits.models import CreditAccount, CreditTransaction
 from cutover.models import KvOutbox
 from gmail import selectors as gmail_selectors
@@ -25,37 +25,6 @@ from notifications.models import UserNotification
 
 LEDGER_ROWS = 10
 SEARCH_LIMIT = 50
-
-
-# --- holds (issue 13): the open holds of a user, when the credits app has a hold model --------
-def hold_model():
-    """The credits app's hold model once it exists (None before): open holds lower what a user
-    can spend, and the dashboard counts them. Wire-up point: its name and its open state."""
-    for name in ("CreditHold", "Hold"):
-        try:
-            return apps.get_model("credits", name)
-        except LookupError:
-            continue
-    return None
-
-
-def open_holds() -> QuerySet | None:
-    model = hold_model()
-    if model is None:
-        return None
-    names = {f.name for f in model._meta.get_fields()}
-    if "status" in names:
-        return model.objects.filter(status__in=["open", "held", "pending"])
-    if "released_at" in names:
-        return model.objects.filter(released_at__isnull=True)
-    return model.objects.all()
-
-
-def _held_amount(user_id: int) -> int:
-    holds = open_holds()
-    if holds is None:
-        return 0
-    return int(holds.filter(user_id=user_id).aggregate(total=Sum("amount"))["total"] or 0)
 
 
 # --- the customer page -------------------------------------------------------------------------
@@ -91,8 +60,9 @@ def customer_overview(*, user_id: int) -> CustomerOverview | None:
     if user is None:
         return None
     account = CreditAccount.objects.filter(user_id=user.pk).first()
-    balance = account.balance if account else 0
-    held = _held_amount(user.pk)
+    # Straight from the database (not the cache): balance and the open, unexpired holds.
+    snapshot = credit_selectors.balance_from_database(user_id=user.pk)
+    balance, held = snapshot.balance, snapshot.held
     ledger_rows = CreditTransaction.objects.filter(user_id=user.pk).select_related("created_by")
     email = user.email
     return CustomerOverview(
@@ -101,7 +71,7 @@ def customer_overview(*, user_id: int) -> CustomerOverview | None:
         balance=balance,
         held=held,
         # A blocked account can spend nothing, whatever its balance says.
-        available=0 if account and account.is_blocked else max(balance - held, 0),
+        available=0 if account and account.is_blocked else max(snapshot.available, 0),
         subscription=billing_selectors.subscription_summary(user=user),
         subscription_row=Subscription.objects.filter(user_id=user.pk).first(),
         gmail=gmail_selectors.connection_for(user=user),
@@ -117,6 +87,7 @@ def customer_overview(*, user_id: int) -> CustomerOverview | None:
             "subscription": _search(reverse("admin:billing_subscription_changelist"), email),
             "gmail connection": _search(reverse("admin:gmail_gmailtoken_changelist"), email),
             "flags": _search(reverse("admin:notifications_usernotification_changelist"), email),
+            "holds": _search(reverse("admin:credits_credithold_changelist"), email),
         },
         grant_url=reverse("admin:credits_creditaccount_change_credits", args=[user.pk]),
     )
@@ -180,15 +151,17 @@ def _mirror_panel() -> Panel:
 
 
 def _webhook_panel() -> Panel:
-    problem = [s for s in ("failed", "unmatched") if s in WebhookEventStatus.values]
+    """Failed events (a handler raised: reprocess after a fix) and unmatched ones (an unknown
+    Stripe customer: staff link it)."""
+    problem = [WebhookEventStatus.FAILED, WebhookEventStatus.UNMATCHED]
     counts = dict(
         WebhookEvent.objects.filter(status__in=problem).values_list("status").annotate(n=Count("id"))
     )
     total = sum(counts.values())
-    url = reverse("admin:billing_webhookevent_changelist")
+    url = reverse("admin:billing_webhookevent_changelist") + "?status__in=" + ",".join(problem)
     detail = "; ".join(f"{counts.get(s, 0):,} {s}" for s in problem)
-    link = f"{url}?status__exact={problem[0]}" if total and len(problem) == 1 else url
-    return Panel("Stripe webhook events", f"{total:,} need a look", detail, link, "bad" if total else "ok")
+    state = "bad" if counts.get(WebhookEventStatus.FAILED) else "warn" if total else "ok"
+    return Panel("Stripe webhook events", f"{total:,} need a look", detail, url, state)
 
 
 def _blocked_panel() -> Panel:
@@ -199,23 +172,19 @@ def _blocked_panel() -> Panel:
     )
 
 
-def _holds_panel() -> Panel | None:
-    holds = open_holds()
-    if holds is None:
-        return None  # no hold model yet (issue 13)
-    model = holds.model
-    detail = ""
-    if any(f.name == "created_at" for f in model._meta.get_fields()):
-        oldest = holds.aggregate(oldest=Min("created_at"))["oldest"]
-        detail = f"oldest since {timezone.localtime(oldest):%Y-%m-%d %H:%M}" if oldest else ""
-    try:
-        link = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-    except NoReverseMatch:  # not in the admin
-        link = ""
-    return Panel("Open credit holds", f"{holds.count():,}", detail, link, "ok")
+def _holds_panel() -> Panel:
+    """Open, unexpired holds of the service API (an expired one no longer counts)."""
+    figures = credit_selectors.holds(state="open").aggregate(
+        n=Count("id"), credits=Sum("amount"), oldest=Min("created_at")
+    )
+    detail = f"{figures['credits'] or 0:,} credits held"
+    if figures["oldest"]:
+        detail += f"; oldest since {timezone.localtime(figures['oldest']):%Y-%m-%d %H:%M}"
+    url = reverse("admin:credits_credithold_changelist") + "?state=open"
+    return Panel("Open credit holds", f"{figures['n']:,}", detail, url, "ok")
 
 
-PANELS: list[Callable[[], Panel | None]] = [
+PANELS: list[Callable[[], Panel]] = [
     _migration_panel,
     _mirror_panel,
     _webhook_panel,
@@ -225,4 +194,4 @@ PANELS: list[Callable[[], Panel | None]] = [
 
 
 def dashboard_panels() -> list[Panel]:
-    return [panel for build in PANELS if (panel := build()) is not None]
+    return [build() for build in PANELS]

@@ -43,6 +43,18 @@ CREDIT_OPERATIONS = Counter(
     ["type", "result"],
     registry=REGISTRY,
 )
+CREDIT_HOLDS = Counter(
+    "fivedocks_credit_holds_total",
+    "Credit hold events: opened, captured, released, refused (credits short), replayed.",
+    ["event"],
+    registry=REGISTRY,
+)
+SERVICE_CALLS = Counter(
+    "fivedocks_service_calls_total",
+    "Service API calls by client, action and HTTP status.",
+    ["client", "action", "status"],
+    registry=REGISTRY,
+)
 WEBHOOK_EVENTS = Counter(
     "fivedocks_webhook_events_total",
     "Stripe webhook events by type and result.",
@@ -83,16 +95,24 @@ class ConnectionPoolCollector(Collector):
 
 REGISTRY.register(ConnectionPoolCollector())
 
+# Scrape-time collectors that read the database: the same answer from any worker, so they are
+# added to the multiprocess registry too.
+_DATABASE_COLLECTORS: list[Collector] = []
 
-def register_collector(collector: Collector) -> None:
+
+def register_collector(collector: Collector, *, reads_database: bool = False) -> None:
     """Apps add scrape-time collectors (kvmigrate progress, mirror lag) from their AppConfig.ready."""
     REGISTRY.register(collector)
+    if reads_database:
+        _DATABASE_COLLECTORS.append(collector)
 
 
 def scrape_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for collector in _DATABASE_COLLECTORS:
+            registry.register(collector)
         return registry
     return REGISTRY
 

@@ -296,7 +296,15 @@ def test_find_a_customer_by_email_and_see_them_whole(staff_page, outside_server:
         number(page.locator("#customer-ledger tbody tr").first.locator("td").nth(3).inner_text()) == balance
     )
     links = page.locator("#customer-links a").all_inner_texts()
-    assert links == ["user", "credit account", "ledger", "subscription", "gmail connection", "flags"], links
+    assert links == [
+        "user",
+        "credit account",
+        "ledger",
+        "subscription",
+        "gmail connection",
+        "flags",
+        "holds",
+    ], links
     assert page.locator("#grant-link").is_visible()
     shot(page, "17-customer-page")
     page.locator("#customer-links a", has_text="subscription").click()

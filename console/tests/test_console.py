@@ -86,9 +86,17 @@ def test_customer_page_shows_the_customer_whole(admin_client, customer):
         "/admin/billing/subscription/?q=dora%40example.com",
         "/admin/gmail/gmailtoken/?q=dora%40example.com",
         "/admin/notifications/usernotification/?q=dora%40example.com",
+        "/admin/credits/credithold/?q=dora%40example.com",
         f"/admin/credits/creditaccount/{customer.pk}/change-credits/",  # the grant/adjust form
     ):
         assert f'href="{link}"' in html, link
+
+
+def test_open_holds_lower_the_available_credits(admin_client, customer):
+    credit_services.open_hold(user=customer, idempotency_key="search-1", operation="full_search")
+    html = admin_client.get(f"/admin/console/customers/{customer.pk}/").content.decode()
+    assert re.search(r'id="balance">12,335<', html) and re.search(r'id="held">250<', html)
+    assert re.search(r'id="available">12,085<', html)
 
 
 def test_a_blocked_customer_has_nothing_available(admin_client, customer):
@@ -159,7 +167,7 @@ def test_dashboard_is_the_admin_home_with_the_figures(admin_client, customer):
     KvOutbox.objects.filter(key="user_credits:1").update(
         created_at=timezone.now() - dt.timedelta(seconds=125)
     )
-    for n, status in enumerate(["failed", "failed", "processed"]):
+    for n, status in enumerate(["failed", "failed", "unmatched", "processed"]):
         WebhookEvent.objects.create(
             event_id=f"evt_{n}", type="invoice.paid", payload={}, created=timezone.now(), status=status
         )
@@ -171,9 +179,17 @@ def test_dashboard_is_the_admin_home_with_the_figures(admin_client, customer):
     assert (
         panels["kv-mirror-lag"].endswith(" s") and int(panels["kv-mirror-lag"][:-2].replace(",", "")) >= 125
     )
-    assert panels["stripe-webhook-events"] == "2 need a look"
+    assert panels["stripe-webhook-events"] == "3 need a look" and "2 failed; 1 unmatched" in html
+    assert "/admin/billing/webhookevent/?status__in=failed,unmatched" in html
+    assert admin_client.get("/admin/billing/webhookevent/?status__in=failed,unmatched").status_code == 200
     assert panels["blocked-accounts"] == "1"
-    assert "open-credit-holds" not in panels  # no hold model yet
+    assert panels["open-credit-holds"] == "0"
+    CreditAccount.objects.filter(user=customer).update(is_blocked=False)
+    credit_services.open_hold(user=customer, idempotency_key="h1", amount=300)
+    credit_services.open_hold(user=customer, idempotency_key="h2", amount=40)
+    html = admin_client.get("/admin/").content.decode()
+    panels = dict(re.findall(r'data-panel="([\w-]+)">.*?console-value">([^<]*)<', html, re.S))
+    assert panels["open-credit-holds"] == "2" and "340 credits held" in html
     assert 'id="customer-q"' in html and "/admin/console/reports/active-with-credits/" in html
     assert "Credit accounts" in html  # the app list is still there
 
