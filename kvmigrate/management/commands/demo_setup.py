@@ -108,11 +108,16 @@ class Command(BaseCommand):
         invoice = {
             "id": f"in_demo{tag}",
             "object": "invoice",
+            "billing_reason": "subscription_create",
             "customer": customer_id,
             "subscription": subscription_id,
-            "amount_paid": 0,
+            "total": 900,  # USD cents; a $0 invoice is a trial and grants nothing
+            "amount_paid": 900,
             "currency": "usd",
-            "lines": {"object": "list", "data": [{"price": {"id": price}}]},
+            "lines": {
+                "object": "list",
+                "data": [{"price": {"id": price}, "amount": 900, "proration": False}],
+            },
         }
         for kind, obj in (("customer.subscription.created", subscription), ("invoice.paid", invoice)):
             event = {
