@@ -163,10 +163,8 @@ def test_dashboard_is_the_admin_home_with_the_figures(admin_client, customer):
     QuarantinedRecord.objects.create(
         run=run, key="credits:x", fingerprint="f", reason_code="bad_json", reason="x"
     )
-    KvOutbox.objects.create(key="user_credits:1", value="{}", domain="credits")
-    KvOutbox.objects.filter(key="user_credits:1").update(
-        created_at=timezone.now() - dt.timedelta(seconds=125)
-    )
+    stale = timezone.now() - dt.timedelta(seconds=125)
+    KvOutbox.objects.create(key="user_credits:1", domain="credits", user_id=customer.pk, created_at=stale)
     for n, status in enumerate(["failed", "failed", "unmatched", "processed"]):
         WebhookEvent.objects.create(
             event_id=f"evt_{n}", type="invoice.paid", payload={}, created=timezone.now(), status=status
