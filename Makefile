@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Runs a command with DATABASE_URL set: when it is unset (environment and .env), the embedded
+# PostgreSQL in .pgdata/ is started first (settings never start a database themselves).
+WITH_DB := $(PY) -m fivedocks.embedded_db run
 
 .PHONY: run test install lint format bench db-stop clean
 
@@ -22,19 +25,23 @@ install: $(VENV)/.installed
 # moved by kvmigrate on every `make run` (a no-op after the first): a newcomer sees data.
 .demo/kv.jsonl: | install .env
 	mkdir -p .demo
-	$(PY) manage.py kvgen --users 40 --start-id 1000 --seed 7 --malformed-share 0.05 \
+	$(WITH_DB) -- $(PY) manage.py kvgen --users 40 --start-id 1000 --seed 7 --malformed-share 0.05 \
 		--out .demo/kv.jsonl --users-out .demo/users.csv
 
+# The embedded PostgreSQL (when DATABASE_URL is unset) stays up after `make run`: `make db-stop`.
 run: install .env .demo/kv.jsonl
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(PY) manage.py demo_setup
-	$(PY) manage.py kvmigrate --source .demo/kv.jsonl --users-from .demo/users.csv \
+	$(WITH_DB) -- $(PY) manage.py migrate --noinput
+	$(WITH_DB) -- $(PY) manage.py collectstatic --noinput --verbosity 0
+	$(WITH_DB) -- $(PY) manage.py kvmigrate --source .demo/kv.jsonl --users-from .demo/users.csv \
 		--report .demo/kvmigrate-report.json || [ $$? -eq 3 ]  # 3: some records quarantined (on purpose)
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	$(WITH_DB) -- $(PY) manage.py demo_setup --url http://$(HOST):$(PORT)
+	$(WITH_DB) -- $(PY) manage.py runserver $(HOST):$(PORT)
 
+# The embedded PostgreSQL (when DATABASE_URL is unset) is stopped afterwards if this started it.
+# PYTEST_ARGS narrows the run, e.g. `make test PYTEST_ARGS="credits -k ledger"`.
+PYTEST_ARGS ?=
 test: install
-	$(VENV)/bin/pytest -n 2
+	$(WITH_DB) --stop-after -- $(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -54,7 +61,7 @@ bench: install
 	$(PY) -m bench.run_all $(BENCH_ARGS)
 
 db-stop: install
-	$(PY) -c "from pathlib import Path; from fivedocks import embedded_db; print('stopped' if embedded_db.stop(Path('.pgdata')) else 'not running')"
+	$(PY) -m fivedocks.embedded_db stop
 
 clean:
 	rm -rf $(VENV) staticfiles

@@ -4,6 +4,7 @@ from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
 from accounts import services
 from accounts.models import ApiToken, User
+from fivedocks.admin import EmailTitleMixin, customer_link
 
 
 class UserCreateForm(UserCreationForm):
@@ -19,11 +20,20 @@ class UserEditForm(UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(EmailTitleMixin, DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
     ordering = ("id",)
-    list_display = ("id", "email", "username", "firebase_uid", "is_staff", "is_active", "date_joined")
+    list_display = (
+        "id",
+        "email",
+        "username",
+        "firebase_uid",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "customer",
+    )
     list_filter = ("is_staff", "is_active")
     search_fields = ("email", "username", "firebase_uid")
     fieldsets = (
@@ -32,6 +42,11 @@ class UserAdmin(DjangoUserAdmin):
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
+
+    @admin.display(description="")
+    def customer(self, obj: User) -> str:
+        return customer_link(obj.pk)
+
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
 

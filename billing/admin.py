@@ -9,15 +9,16 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import formats
 from django.utils.html import format_html
 
 from billing import selectors, services
 from billing.models import PriceMapping, Subscription, WebhookEvent, WebhookEventStatus
-from fivedocks.admin import ReadOnlyAdminMixin
+from fivedocks.admin import EmailTitleMixin, NumberInputFilter, ReadOnlyAdminMixin, customer_link
 from fivedocks.errors import DomainError
 
 
@@ -41,29 +42,23 @@ class PlanFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ActiveWithCreditsFilter(admin.SimpleListFilter):
-    """The report "credits above N and an active subscription" as a list filter."""
+class ActiveWithCreditsFilter(NumberInputFilter):
+    """The report "credits above N and an active subscription" as a list filter, N typed in
+    (the report itself, with its CSV export, is the console's own page)."""
 
     title = "active (or trialing) with credits above"
     parameter_name = "active_credits_above"
-    THRESHOLDS = (100, 1000, 10000)
+    presets = (100, 1000, 10000)
 
-    def lookups(self, request, model_admin):
-        return [(str(n), f"{n:,} credits") for n in self.THRESHOLDS]
-
-    def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        if self.value() and self.value().isdigit():
-            return selectors.filter_subscriptions_active_with_credits_above(
-                queryset, min_credits=int(self.value())
-            )
-        return queryset
+    def filter_queryset(self, queryset: QuerySet, n: int) -> QuerySet:
+        return selectors.filter_subscriptions_active_with_credits_above(queryset, min_credits=n)
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(EmailTitleMixin, admin.ModelAdmin):
     list_display = (
-        "user_email", "plan_type", "status", "cancelling", "current_period_end",
-        "stripe_customer_id", "updated_at",
+        "user_email", "balance", "plan_type", "status", "cancelling", "current_period_end",
+        "stripe_customer_id", "customer",
     )  # fmt: skip
     list_select_related = ("user",)
     list_filter = (
@@ -96,9 +91,20 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(balance=F("user__credit_account__balance"))
+
     @admin.display(description="email", ordering="user__email")
     def user_email(self, obj: Subscription) -> str:
         return obj.user.email
+
+    @admin.display(description="balance", ordering="balance")
+    def balance(self, obj: Subscription) -> str:
+        return "—" if obj.balance is None else formats.number_format(obj.balance, force_grouping=True)
+
+    @admin.display(description="")
+    def customer(self, obj: Subscription) -> str:
+        return customer_link(obj.user_id)
 
     def save_model(self, request, obj: Subscription, form, change: bool) -> None:
         if "plan_type" in form.changed_data:

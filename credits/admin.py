@@ -1,22 +1,23 @@
 """Staff screens for balances and the ledger. The ledger is read-only; changes go through services."""
 
 import datetime as dt
+import json
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 
 from credits import services
 from credits.forms import CreditChangeForm
 from credits.models import CreditAccount, CreditHold, CreditTransaction, PendingCreditChange
-from fivedocks.admin import ReadOnlyAdminMixin
+from fivedocks.admin import EmailTitleMixin, NumberInputFilter, ReadOnlyAdminMixin, customer_link, titled
 from fivedocks.errors import DomainError
 
 LEDGER_ROWS = 50
@@ -43,23 +44,71 @@ class BalanceRangeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class MinimumCreditsFilter(NumberInputFilter):
+    title = "credits at least"
+    parameter_name = "min_credits"
+    presets = (100, 1000, 10000)
+
+    def filter_queryset(self, queryset: QuerySet, n: int) -> QuerySet:
+        return queryset.filter(balance__gte=n)
+
+
 @admin.register(CreditAccount)
-class CreditAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("user_email", "balance", "total_purchased", "total_used", "is_blocked", "last_updated")
+class CreditAccountAdmin(EmailTitleMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "user_email", "balance", "plan", "subscription_status", "total_purchased", "total_used",
+        "is_blocked", "last_updated", "customer",
+    )  # fmt: skip
     list_select_related = ("user",)
     search_fields = ("user__email",)
-    list_filter = (BalanceRangeFilter, "is_blocked")
+    # Plan and status are read through the user's subscription row (a join; credits imports no billing).
+    list_filter = (
+        MinimumCreditsFilter,
+        BalanceRangeFilter,
+        "is_blocked",
+        ("user__subscription__status", titled(admin.ChoicesFieldListFilter, "subscription status")),
+        ("user__subscription__plan_type", titled(admin.AllValuesFieldListFilter, "plan")),
+    )
     ordering = ("-last_updated",)
     readonly_fields = (
         "user", "balance", "total_purchased", "total_used", "opening_total_purchased",
-        "opening_total_used", "is_blocked", "monthly_allowance", "last_top_up", "metadata",
+        "opening_total_used", "is_blocked", "monthly_allowance", "last_top_up", "metadata_pretty",
         "last_updated", "created_at", "change_credits", "ledger",
     )  # fmt: skip
     fields = readonly_fields
 
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                plan=F("user__subscription__plan_type"), subscription_status=F("user__subscription__status")
+            )
+        )
+
     @admin.display(description="email", ordering="user__email")
     def user_email(self, obj: CreditAccount) -> str:
         return obj.user.email
+
+    @admin.display(description="plan", ordering="plan")
+    def plan(self, obj: CreditAccount) -> str:
+        return obj.plan or "—"
+
+    @admin.display(description="status", ordering="subscription_status")
+    def subscription_status(self, obj: CreditAccount) -> str:
+        return obj.subscription_status or "—"
+
+    @admin.display(description="")
+    def customer(self, obj: CreditAccount) -> str:
+        return customer_link(obj.user_id)
+
+    @admin.display(description="metadata")
+    def metadata_pretty(self, obj: CreditAccount) -> str:
+        if not obj.metadata:
+            return "—"
+        return format_html(
+            "<pre>{}</pre>", json.dumps(obj.metadata, indent=2, sort_keys=True, ensure_ascii=False)
+        )
 
     @admin.display(description="grant or adjust")
     def change_credits(self, obj: CreditAccount) -> str:
@@ -73,7 +122,16 @@ class CreditAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         body = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((r.created_at, r.type, f"{r.amount:+d}", r.balance_after, r.reason) for r in rows),
+            (
+                (
+                    formats.localize(timezone.localtime(r.created_at)),
+                    r.type,
+                    f"{r.amount:+,d}",
+                    formats.number_format(r.balance_after, force_grouping=True),
+                    r.reason,
+                )
+                for r in rows
+            ),
         )
         full = reverse("admin:credits_credittransaction_changelist") + "?" + urlencode({"q": obj.user.email})
         return format_html(
@@ -118,7 +176,7 @@ class CreditAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 if change.pending is not None:
                     self.message_user(
                         request,
-                        f"{change.pending.kind} of {change.pending.amount:+d} credits is above "
+                        f"{change.pending.kind} of {change.pending.amount:+,d} credits is above "
                         f"{services.approval_threshold():,}: it waits for a second staff member's approval "
                         "(Pending credit changes).",
                         messages.WARNING,
@@ -127,8 +185,8 @@ class CreditAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     result = change.result
                     self.message_user(
                         request,
-                        f"{result.transaction.type} of {result.transaction.amount:+d} credits recorded; "
-                        f"balance is now {result.balance}.",
+                        f"{result.transaction.type} of {result.transaction.amount:+,d} credits recorded; "
+                        f"balance is now {result.balance:,}.",
                         messages.SUCCESS,
                     )
                 return HttpResponseRedirect(reverse("admin:credits_creditaccount_change", args=[user.pk]))

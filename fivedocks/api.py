@@ -17,6 +17,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -114,6 +115,32 @@ def not_found(request, exception=None):
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
+
+
+@csrf_exempt  # it changes nothing; a POST to a mistyped path gets the JSON 404, not the CSRF page
+def api_not_found(request, path: str = ""):
+    """Every /api/ path no route matched: the API's JSON 404 whatever DEBUG is.
+
+    With DEBUG on, Django answers an unmatched URL with its HTML debug page before `handler404`
+    is asked, so the API's URLs end with this catch-all. It keeps APPEND_SLASH's help: a GET for
+    a path that exists with a trailing slash is redirected there; other methods are told.
+    """
+    from django.http import HttpResponsePermanentRedirect
+    from django.urls import Resolver404, resolve
+
+    if not request.path_info.endswith("/"):
+        try:
+            match = resolve(request.path_info + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            if request.method in ("GET", "HEAD"):
+                query = request.META.get("QUERY_STRING", "")
+                return HttpResponsePermanentRedirect(request.path + "/" + (f"?{query}" if query else ""))
+            return json_error(
+                request, 404, "not_found", f"Not found. Did you mean {request.path}/ (with a trailing slash)?"
+            )
+    return json_error(request, status.HTTP_404_NOT_FOUND, "not_found", "Not found.")
 
 
 def server_error(request):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import quote, unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -35,7 +36,29 @@ def database_from_url(url: str, *, pool: bool, pool_max: int) -> dict:
     except (ValueError, ImproperlyConfigured) as exc:
         raise ConfigError(f"DATABASE_URL is malformed: {exc.__class__.__name__}") from None
     config["ENGINE"] = "django.db.backends.postgresql"
+    # A Unix-socket folder comes as `?host=/path` (or a %2F-quoted host): HOST holds it either way,
+    # so whatever reads the settings (psql, libpq keywords, test helpers) finds the server there.
+    socket_dir = config.get("OPTIONS", {}).pop("host", "") or ""
+    if socket_dir:
+        config["HOST"] = socket_dir
+    elif "%2f" in str(config.get("HOST", "")).lower():
+        config["HOST"] = unquote(config["HOST"])
     return with_connection_options(config, pool=pool, pool_max=pool_max)
+
+
+def database_url(db: dict, name: str | None = None) -> str:
+    """The DATABASE_URL of Django's database settings `db` (for `name`, default its own NAME).
+
+    The inverse of `database_from_url`: a Unix-socket folder (the embedded PostgreSQL) goes in
+    `?host=`, since a URL's host part cannot hold a path.
+    """
+    user = quote(str(db.get("USER") or "postgres"), safe="")
+    password = f":{quote(str(db['PASSWORD']), safe='')}" if db.get("PASSWORD") else ""
+    host, port = str(db.get("HOST") or ""), str(db.get("PORT") or "5432")
+    dbname = quote(str(name or db["NAME"]), safe="")
+    if host.startswith("/"):
+        return f"postgres://{user}{password}@:{port}/{dbname}?host={quote(host, safe='')}"
+    return f"postgres://{user}{password}@{host or '127.0.0.1'}:{port}/{dbname}"
 
 
 def with_connection_options(config: dict, *, pool: bool, pool_max: int) -> dict:
@@ -90,6 +113,58 @@ def env_int(env: environ.Env, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+
+
+# Commands that never touch the database: no reachability probe before them.
+_NO_DATABASE_COMMANDS = {
+    "help", "version", "--help", "-h", "--version", "kvgen", "collectstatic", "check", "makemigrations",
+    "diffsettings", "startapp", "startproject", "compilemessages", "makemessages",
+    "smoke", "kvbackup", "kvrestore",  # another deployment over HTTP; the KV stores only
+}  # fmt: skip
+PROBE_TIMEOUT = 3  # seconds; libpq's minimum is 2
+
+
+def needs_database(argv: list[str]) -> bool:
+    command = argv[1] if len(argv) > 1 else "help"
+    return command not in _NO_DATABASE_COMMANDS and "--help" not in argv[2:] and "-h" not in argv[2:]
+
+
+def database_unreachable(db: dict, *, timeout: int = PROBE_TIMEOUT) -> str | None:
+    """None when the database answers; else one line naming host, port, database and the cause.
+
+    Without this a dead database meant the pool's 10 s wait and an 80-line traceback.
+    """
+    import psycopg
+
+    host, port = str(db.get("HOST") or "localhost"), str(db.get("PORT") or 5432)
+    kwargs = {
+        "host": host,
+        "port": port,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+        "dbname": db.get("NAME"),
+        "connect_timeout": timeout,
+    }
+    try:
+        psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None}).close()
+    except psycopg.Error as exc:
+        where = f"{host} (Unix socket, port {port})" if host.startswith("/") else f"{host}:{port}"
+        return f"cannot reach the database {db.get('NAME')!r} at {where}: {connection_cause(exc)}"
+    return None
+
+
+_CAUSE_PREFIXES = re.compile(
+    r"^(?:connection (?:failed|is bad): )?"
+    r"(?:connection to server (?:at \"[^\"]*\"(?: \([^)]*\))?, port \d+|on socket \"[^\"]*\") failed: )?"
+    r"(?:FATAL: +)?"
+)
+
+
+def connection_cause(exc: Exception) -> str:
+    """The useful part of libpq's message: 'Connection refused', 'database "x" does not exist'..."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else exc.__class__.__name__
+    return _CAUSE_PREFIXES.sub("", first) or first
 
 
 # The platform's fallback when its SESSION_SECRET is unset: anyone can sign cookies with it.

@@ -1,5 +1,10 @@
 """An embedded PostgreSQL for machines with no database server (used when DATABASE_URL is unset).
 
+The settings never start it: `make run`, `make test` and `.ci/run` do, through this module's
+command line (`python -m fivedocks.embedded_db run -- COMMAND`), which starts the server when
+DATABASE_URL is unset, exports DATABASE_URL for COMMAND and, with `--stop-after`, stops the
+server afterwards if it was the one that started it.
+
 It runs the machine's own PostgreSQL binaries when installed (Debian's /usr/lib/postgresql/*,
 which ship pg_stat_statements), else the ones the `pgserver` package bundles, on a data folder
 inside the project, listening on a Unix socket in that folder only (no TCP port to collide with).
@@ -11,14 +16,17 @@ clear message when that user cannot reach the folder.
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import pwd
+import signal
 import subprocess
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from fivedocks.config import ConfigError
 
@@ -40,6 +48,10 @@ class EmbeddedDatabase:
             "HOST": str(self.socket_dir),
             "PORT": str(SOCKET_PORT),
         }
+
+    def url(self, name: str = DATABASE_NAME) -> str:
+        """DATABASE_URL for it: the socket folder goes in `?host=` (a URL's host cannot hold a path)."""
+        return f"postgres://postgres@:{SOCKET_PORT}/{name}?host={quote(str(self.socket_dir), safe='')}"
 
 
 def _major_version(binaries: Path) -> str:
@@ -228,3 +240,97 @@ def stop(data_dir: Path) -> bool:
         check=False,
     )
     return result.returncode == 0
+
+
+def is_running(data_dir: Path) -> bool:
+    data_dir = data_dir.resolve()
+    if not (data_dir / "PG_VERSION").exists():
+        return False
+    pg_ctl = str(choose_binaries(data_dir) / "pg_ctl")
+    return _run([pg_ctl, "-D", str(data_dir), "status"], _server_user(), check=False).returncode == 0
+
+
+# --- Command line: what make and CI call ------------------------------------------------------
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("EMBEDDED_PGDATA") or BASE_DIR / ".pgdata")
+
+
+def _configured_database_url() -> str:
+    """DATABASE_URL as the settings will see it: the environment, else the .env file."""
+    env_file = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
+    if env_file.is_file():
+        import environ
+
+        environ.Env.read_env(env_file, overwrite=False)  # as the settings do: the environment wins
+    return os.environ.get("DATABASE_URL", "")
+
+
+def run(command: list[str], *, stop_after: bool, data_dir: Path | None = None) -> int:
+    """Run `command` with DATABASE_URL set, starting the embedded server when none is configured.
+
+    With `stop_after`, a server this call started is stopped when the command ends (however it
+    ends); one that was already running is left alone.
+    """
+    configured = _configured_database_url()
+    env = dict(os.environ)
+    started = False
+    if not configured:
+        data_dir = (data_dir or default_data_dir()).resolve()
+        was_running = is_running(data_dir)
+        database = ensure_running(data_dir)
+        started = not was_running
+        env["DATABASE_URL"] = database.url()
+        sys.stderr.write(
+            f"fivedocks: DATABASE_URL is unset: using the embedded PostgreSQL in {data_dir}"
+            f"{' (started; stopped when done)' if started and stop_after else ''}\n"
+        )
+    process = subprocess.Popen(command, env=env)
+    # The terminal's Ctrl-C reaches the child too (same process group); we wait for it to finish.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    forward = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
+    try:
+        code = process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, forward)
+        if started and stop_after:
+            stop(data_dir)
+            sys.stderr.write(f"fivedocks: stopped the embedded PostgreSQL in {data_dir}\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fivedocks.embedded_db")
+    sub = parser.add_subparsers(dest="action", required=True)
+    run_parser = sub.add_parser("run", help="run COMMAND with DATABASE_URL set (embedded server if unset)")
+    run_parser.add_argument("--stop-after", action="store_true", help="stop a server this call started")
+    run_parser.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("start", help="start the embedded server and print its DATABASE_URL")
+    sub.add_parser("stop", help="stop the embedded server")
+    sub.add_parser("status", help="exit 0 when the embedded server runs, 3 when it does not")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "run":
+            command = args.command[1:] if args.command[:1] == ["--"] else args.command
+            if not command:
+                parser.error("run needs a command")
+            return run(command, stop_after=args.stop_after)
+        if args.action == "start":
+            print(ensure_running(default_data_dir()).url())
+            return 0
+        if args.action == "status":
+            running = is_running(default_data_dir())
+            print("running" if running else "not running")
+            return 0 if running else 3
+        print("stopped" if stop(default_data_dir()) else "not running")
+        return 0
+    except ConfigError as exc:
+        sys.stderr.write(f"fivedocks: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

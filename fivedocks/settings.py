@@ -15,7 +15,6 @@ from fivedocks.config import (
     env_bool,
     env_int,
     platform_session_secrets,
-    with_connection_options,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -56,6 +55,7 @@ INSTALLED_APPS = [
     "kvmigrate",
     "cutover",
     "fiveducks",
+    "console",
     "axes",  # admin login rate limiting (fivedocks.login_guard)
 ]
 
@@ -126,16 +126,16 @@ TEMPLATES = [
 # --- Database: PostgreSQL only -------------------------------------------------------------
 DB_POOL = env_bool(env, "DB_POOL", True)
 DB_POOL_MAX = env_int(env, "DB_POOL_MAX", 20)
+# Settings only read DATABASE_URL; they never start a server. `make run`, `make test` and
+# `.ci/run` start the embedded PostgreSQL when it is unset (python -m fivedocks.embedded_db run).
 _database_url = env.str("DATABASE_URL", default="")
-if _database_url:
-    DATABASES = {"default": database_from_url(_database_url, pool=DB_POOL, pool_max=DB_POOL_MAX)}
-else:
-    from fivedocks import embedded_db
-
-    _embedded = embedded_db.ensure_running(
-        Path(env.str("EMBEDDED_PGDATA", default=str(BASE_DIR / ".pgdata")))
+if not _database_url:
+    raise ConfigError(
+        "DATABASE_URL is unset: set it (postgres://user@host:5432/dbname), or run through "
+        "`make run` / `make test`, or prefix the command with `python -m fivedocks.embedded_db run --` "
+        "(an embedded PostgreSQL in .pgdata/)"
     )
-    DATABASES = {"default": with_connection_options(_embedded.settings(), pool=DB_POOL, pool_max=DB_POOL_MAX)}
+DATABASES = {"default": database_from_url(_database_url, pool=DB_POOL, pool_max=DB_POOL_MAX)}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -177,6 +177,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Staff screens: numbers with thousands separators, dates as 2026-12-02 06:26 (fivedocks/formats).
+USE_THOUSAND_SEPARATOR = True
+FORMAT_MODULE_PATH = ["fivedocks.formats"]
 
 STATIC_URL = "static/"
 # `collectstatic` writes here; WhiteNoise serves it when DEBUG is off.
@@ -400,4 +403,14 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django's own defaults give these loggers handlers of their own (runserver's "[date] GET ..."
+    # lines, a second copy of django's warnings): one handler, one format for every line instead.
+    "loggers": {
+        "django": {
+            "handlers": ["console"],
+            "level": env.str("LOG_LEVEL", default="INFO"),
+            "propagate": False,
+        },
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

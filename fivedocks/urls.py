@@ -1,11 +1,13 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from fivedocks.api import api_not_found
 from fivedocks.api_docs import RedocView, SchemaView, SwaggerView
 from fivedocks.health import healthz
 from fivedocks.metrics_view import metrics
 
 urlpatterns = [
+    path("admin/console/", include("console.urls")),  # the staff console's own pages
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
@@ -20,6 +22,8 @@ urlpatterns = [
     path("api/billing/", include("billing.urls")),
     path("api/gmail/", include("gmail.urls")),
     path("api/notifications/", include("notifications.urls")),
+    # Last: any other /api/ path is the API's JSON 404, with DEBUG on too (Django's HTML page otherwise).
+    re_path(r"^api/(?P<path>.*)$", api_not_found, name="api-not-found"),
 ]
 
 handler400 = "fivedocks.api.bad_request"

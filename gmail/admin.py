@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from fivedocks.admin import EmailTitleMixin, customer_link
 from fivedocks.errors import DomainError
 from gmail import selectors, services
 from gmail.models import GmailToken
@@ -17,8 +18,10 @@ MASK = "•••• (encrypted)"
 
 
 @admin.register(GmailToken)
-class GmailTokenAdmin(admin.ModelAdmin):
-    list_display = ("user_email", "email", "display_name", "status", "expires_at", "scope_list", "updated_at")
+class GmailTokenAdmin(EmailTitleMixin, admin.ModelAdmin):
+    list_display = (
+        "user_email", "email", "display_name", "status", "expires_at", "scope_list", "updated_at", "customer",
+    )  # fmt: skip
     list_filter = ("status",)
     search_fields = ("user__email", "email", "display_name")
     list_select_related = ("user",)
@@ -44,6 +47,10 @@ class GmailTokenAdmin(admin.ModelAdmin):
     @admin.display(description="user", ordering="user__email")
     def user_email(self, obj: GmailToken) -> str:
         return obj.user.email
+
+    @admin.display(description="")
+    def customer(self, obj: GmailToken) -> str:
+        return customer_link(obj.user_id)
 
     @admin.display(description="scopes")
     def scope_list(self, obj: GmailToken) -> str:

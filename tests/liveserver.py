@@ -22,12 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import requests
 from cryptography.fernet import Fernet
 from psycopg import sql
+
+from fivedocks.config import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -64,12 +65,7 @@ def _connection_kwargs(db: dict) -> dict:
 
 def _database_url(db: dict, name: str) -> str:
     """DATABASE_URL for the server; a Unix-socket host (embedded PostgreSQL) goes in `?host=`."""
-    user = quote(db.get("USER") or "postgres", safe="")
-    password = f":{quote(str(db['PASSWORD']), safe='')}" if db.get("PASSWORD") else ""
-    host, port = str(db.get("HOST") or ""), str(db.get("PORT") or "5432")
-    if host.startswith("/"):
-        return f"postgres://{user}{password}@:{port}/{name}?host={quote(host, safe='')}"
-    return f"postgres://{user}{password}@{host or '127.0.0.1'}:{port}/{name}"
+    return database_url(db, name)
 
 
 def free_port() -> int:

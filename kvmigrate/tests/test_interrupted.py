@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from fivedocks.config import database_url
 from kvmigrate.kvgen import GenOptions, generate
 from kvmigrate.models import MigrationRun
 
@@ -33,9 +34,7 @@ def _wipe_migrated_data() -> None:
 
 
 def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    return database_url(connection.settings_dict)
 
 
 def _migrated() -> int:

@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import User
+from fivedocks.config import database_url
 from kvmigrate.models import QuarantinedRecord
 
 from .helpers import kvmigrate, rows, write_dump
@@ -36,7 +37,7 @@ def platform_db():
     name = f"fd_kvcore_platform_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgres://{server['user']}@{server['host']}:{server['port']}/{name}"
+    url = database_url(connection.settings_dict, name)
     conn = psycopg.connect(dbname=name, autocommit=True, **server)
     try:
         yield url, conn
