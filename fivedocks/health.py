@@ -8,6 +8,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 
+from fivedocks import replicas
+
 
 def _database_ok() -> bool:
     try:
@@ -30,7 +32,11 @@ def _cache_ok() -> bool:
 def healthz(request):
     checks = {"database": _database_ok(), "cache": _cache_ok()}
     healthy = all(checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks},
-        status=200 if healthy else 503,
-    )
+    body = {"status": "ok" if healthy else "unavailable", "checks": checks}
+    # Each replica, in the shape `{"ok", "up", "lag_seconds", ...}`: one that is down or late
+    # costs speed (its reads go to the primary), never availability, so it is `degraded`, 200.
+    replica_checks = replicas.health_checks()
+    checks.update(replica_checks)
+    if healthy and not all(check["ok"] for check in replica_checks.values()):
+        body["status"] = "degraded"
+    return JsonResponse(body, status=200 if healthy else 503)

@@ -84,6 +84,38 @@ class ConnectionPoolCollector(Collector):
 REGISTRY.register(ConnectionPoolCollector())
 
 
+class ReplicaLagCollector(Collector):
+    """Each streaming replica's lag and reachability, as this process last measured them
+    (probed at scrape time when older than REPLICA_CHECK_SECONDS; fivedocks/replicas.py)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.conf import settings
+
+        from fivedocks.replicas import MONITOR, replica_aliases
+
+        lag = GaugeMetricFamily(
+            "fivedocks_db_replica_lag_seconds",
+            "Replica lag: 0 when it replayed all it received, else the age of its last replayed transaction.",
+            labels=["alias"],
+        )
+        up = GaugeMetricFamily("fivedocks_db_replica_up", "1 when the replica answers.", labels=["alias"])
+        usable = GaugeMetricFamily(
+            "fivedocks_db_replica_usable", "1 when reads may go to the replica.", labels=["alias"]
+        )
+        for alias in replica_aliases():
+            status = MONITOR.status(alias)
+            if status.lag_seconds is not None:
+                lag.add_metric([alias], status.lag_seconds)
+            up.add_metric([alias], 1 if status.up else 0)
+            late = status.lag_seconds is None or status.lag_seconds > settings.REPLICA_MAX_LAG_SECONDS
+            usable.add_metric([alias], 0 if late or not status.up else 1)
+        yield from (lag, up, usable)
+
+
+REPLICA_LAG_COLLECTOR = ReplicaLagCollector()
+REGISTRY.register(REPLICA_LAG_COLLECTOR)
+
+
 def register_collector(collector: Collector) -> None:
     """Apps add scrape-time collectors (kvmigrate progress, mirror lag) from their AppConfig.ready."""
     REGISTRY.register(collector)
@@ -93,6 +125,7 @@ def scrape_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(REPLICA_LAG_COLLECTOR)  # measured at scrape time, not aggregated
         return registry
     return REGISTRY
 
