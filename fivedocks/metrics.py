@@ -88,11 +88,12 @@ class ReplicaLagCollector(Collector):
     """Each streaming replica's lag and reachability, as this process last measured them
     (probed at scrape time when older than REPLICA_CHECK_SECONDS; fivedocks/replicas.py)."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from django.conf import settings
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registration asks for the names: answered without touching settings (this module is
+        # imported while the settings load).
+        yield from self._families()
 
-        from fivedocks.replicas import MONITOR, replica_aliases
-
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         lag = GaugeMetricFamily(
             "fivedocks_db_replica_lag_seconds",
             "Replica lag: 0 when it replayed all it received, else the age of its last replayed transaction.",
@@ -102,6 +103,14 @@ class ReplicaLagCollector(Collector):
         usable = GaugeMetricFamily(
             "fivedocks_db_replica_usable", "1 when reads may go to the replica.", labels=["alias"]
         )
+        return lag, up, usable
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.conf import settings
+
+        from fivedocks.replicas import MONITOR, replica_aliases
+
+        lag, up, usable = self._families()
         for alias in replica_aliases():
             status = MONITOR.status(alias)
             if status.lag_seconds is not None:
