@@ -8,6 +8,7 @@ one worker is seen by the other.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import time
@@ -19,7 +20,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.liveserver import LiveServer, gunicorn, manage, production_env, run_seed
+from tests.liveserver import OUTPUT, LiveServer, gunicorn, manage, production_env, run_seed
 from tests.pgcluster import ReplicatedCluster, replicated_cluster
 
 pytestmark = [pytest.mark.replica, pytest.mark.live]
@@ -50,7 +51,11 @@ def prepared(cluster: ReplicatedCluster) -> Iterator[dict]:
     base = production_env(
         database_url=cluster.primary.url(DATABASE),
         static_root=static_root,
-        extra={"CACHE_URL": REDIS_CACHE},
+        extra={
+            "CACHE_URL": REDIS_CACHE,
+            "STRIPE_SECRET_KEY": f"sk_test_{secrets.token_hex(12)}",
+            "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
+        },
     )
     try:
         manage(base, "migrate", "--noinput", "--verbosity", "0")
@@ -66,6 +71,7 @@ def _server(cluster: ReplicatedCluster, prepared: dict, log_name: str, **setting
     env = dict(prepared["env"])
     env.update({"DATABASE_REPLICA_URLS": cluster.replica.url(DATABASE), "METRICS_TOKEN": "replica-test"})
     env.update(settings)
+    OUTPUT.mkdir(exist_ok=True)
     return gunicorn(env, workers=2, log_name=log_name)
 
 
