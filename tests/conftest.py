@@ -9,6 +9,7 @@ import pytest
 from billing.testing import StripeStandIn
 from gmail.testing import FakeGoogle
 from tests.liveserver import LiveServer, running_server
+from tests.pgcluster import pgbouncer
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,18 @@ def outside_server() -> LiveServer:
             "GOOGLE_USERINFO_URI": google.userinfo_uri,
             "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the stand-in speaks plain http
         }
-        with running_server(settings.DATABASES["default"], extra_env=env) as server:
+        db = settings.DATABASES["default"]
+        # Through a real PgBouncer in transaction mode, as deployed (docs/scaling.md).
+        with (
+            pgbouncer(
+                host=db.get("HOST") or "127.0.0.1",
+                port=int(db.get("PORT") or 5432),
+                user=db.get("USER") or "postgres",
+                password=str(db.get("PASSWORD") or ""),
+            ) as bouncer,
+            running_server(db, extra_env=env, pgbouncer_port=bouncer.port) as server,
+        ):
+            server.pgbouncer = bouncer
             yield server
 
 

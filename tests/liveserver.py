@@ -45,6 +45,7 @@ class LiveServer:
     log_path: Path
     process: subprocess.Popen | None = None
     seed: dict = field(default_factory=dict)
+    pgbouncer: object | None = None  # tests/pgcluster.PgBouncer when the server goes through one
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -198,15 +199,30 @@ def gunicorn(
 
 @contextmanager
 def running_server(
-    db_settings: dict, *, workers: int = 2, extra_env: dict | None = None
+    db_settings: dict, *, workers: int = 2, extra_env: dict | None = None, pgbouncer_port: int | None = None
 ) -> Iterator[LiveServer]:
-    """Create+migrate a database, collect static files, seed, start gunicorn; undo it all after."""
+    """Create+migrate a database, collect static files, seed, start gunicorn; undo it all after.
+
+    With `pgbouncer_port` (a PgBouncer in transaction mode in front of the same server) the
+    server, its migrations and its seed reach the database through PgBouncer, as in production
+    (docs/scaling.md): DATABASE_PGBOUNCER=1, and DATABASE_DIRECT_URL for the session locks.
+    """
     name = f"test_fd_e2e_{os.getpid()}"
     admin = _connection_kwargs(db_settings)
     static_root = Path(tempfile.mkdtemp(prefix="fd-e2e-static-"))
     OUTPUT.mkdir(exist_ok=True)
     database_url = _database_url(db_settings, name)
-    env = production_env(database_url=database_url, static_root=static_root, extra=extra_env)
+    pooled = {}
+    if pgbouncer_port is not None:
+        user = quote(db_settings.get("USER") or "postgres", safe="")
+        pooled = {
+            "DATABASE_URL": f"postgres://{user}@127.0.0.1:{pgbouncer_port}/{name}",
+            "DATABASE_PGBOUNCER": "1",
+            "DATABASE_DIRECT_URL": database_url,
+        }
+    env = production_env(
+        database_url=database_url, static_root=static_root, extra={**pooled, **(extra_env or {})}
+    )
     with psycopg.connect(**admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -250,6 +250,16 @@ class PgBouncer:
         except OSError:
             return ""
 
+    def admin(self, command: str, user: str = "postgres") -> list[dict]:
+        """A command on PgBouncer's admin console (simple query protocol: a client-side cursor)."""
+        with psycopg.connect(
+            self.url("pgbouncer", user), autocommit=True, cursor_factory=psycopg.ClientCursor
+        ) as c:
+            cursor = c.cursor()
+            cursor.execute(command)
+            names = [d.name for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
 
 def pgbouncer_binary() -> Path:
     for candidate in (shutil.which("pgbouncer"), "/usr/sbin/pgbouncer"):
