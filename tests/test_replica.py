@@ -213,45 +213,79 @@ def test_own_deduction_is_read_back_from_the_primary(
     cluster.wait_replayed()
 
 
-def test_a_replica_past_the_lag_threshold_is_skipped(cluster: ReplicatedCluster, prepared: dict):
-    customer, staff = prepared["seed"]["customer"], prepared["seed"]["staff"]
+@pytest.fixture(scope="module")
+def strict(cluster: ReplicatedCluster, prepared: dict) -> Iterator[LiveServer]:
+    """A replica more than a second late is skipped; a writer reads the primary for 1 s."""
     with _server(
-        cluster, prepared, "replica-strict.log", REPLICA_MAX_LAG_SECONDS="1", REPLICA_CHECK_SECONDS="0.2"
-    ) as strict:
-        # An idle primary does not make the replica late: nothing written for over the threshold.
-        time.sleep(1.5)
-        _, _, check = _replica_check(strict)
-        assert check["ok"] is True and check["lag_seconds"] == 0, check
+        cluster,
+        prepared,
+        "replica-strict.log",
+        REPLICA_MAX_LAG_SECONDS="1",
+        REPLICA_CHECK_SECONDS="0.2",
+        READ_YOUR_WRITES_SECONDS="1",
+    ) as server:
+        yield server
 
-        cluster.pause_replay()
-        try:
-            with cluster.primary.connect(DATABASE) as primary:  # a write the replica cannot apply
-                primary.execute("UPDATE users SET last_login = now() WHERE id = %s", [staff["id"]])
-            _, body, check = _wait_for(
-                lambda: (
-                    (r := _replica_check(strict)) and r[2]["lag_seconds"] and r[2]["lag_seconds"] > 1.2 and r
-                ),
-                message="the replica's lag to pass the threshold",
-            )
-            assert check["ok"] is False and check["up"] is True, check
-            assert body["status"] == "degraded"
-            time.sleep(0.3)  # both workers' probes (every 0.2 s) have seen it by now
 
-            counts = Counts(cluster)
-            for _ in range(6):
-                _history(strict, customer)
-            primary, replica = counts.take()
-            assert primary >= 6 and replica == 0, (primary, replica)
-        finally:
-            cluster.resume_replay()
-        cluster.wait_replayed()
-        _wait_for(lambda: _replica_check(strict)[2]["ok"], message="the replica to catch up")
-        time.sleep(0.3)
+def test_a_replica_past_the_lag_threshold_is_skipped(cluster: ReplicatedCluster, prepared: dict, strict):
+    customer, staff = prepared["seed"]["customer"], prepared["seed"]["staff"]
+    # An idle primary does not make the replica late: nothing written for over the threshold.
+    time.sleep(1.5)
+    _, _, check = _replica_check(strict)
+    assert check["ok"] is True and check["lag_seconds"] == 0, check
+
+    cluster.pause_replay()
+    try:
+        with cluster.primary.connect(DATABASE) as primary:  # a write the replica cannot apply
+            primary.execute("UPDATE users SET last_login = now() WHERE id = %s", [staff["id"]])
+        _, body, check = _wait_for(
+            lambda: (r := _replica_check(strict)) and r[2]["lag_seconds"] and r[2]["lag_seconds"] > 1.2 and r,
+            message="the replica's lag to pass the threshold",
+        )
+        assert check["ok"] is False and check["up"] is True, check
+        assert body["status"] == "degraded"
+        time.sleep(0.3)  # both workers' probes (every 0.2 s) have seen it by now
+
         counts = Counts(cluster)
-        for _ in range(4):
+        for _ in range(6):
             _history(strict, customer)
         primary, replica = counts.take()
-        assert replica >= 4 and primary == 0, (primary, replica)
+        assert primary >= 6 and replica == 0, (primary, replica)
+    finally:
+        cluster.resume_replay()
+    cluster.wait_replayed()
+    _wait_for(lambda: _replica_check(strict)[2]["ok"], message="the replica to catch up")
+    time.sleep(0.3)
+    counts = Counts(cluster)
+    for _ in range(4):
+        _history(strict, customer)
+    primary, replica = counts.take()
+    assert replica >= 4 and primary == 0, (primary, replica)
+
+
+def test_admin_lists_read_the_replica(cluster: ReplicatedCluster, prepared: dict, strict: LiveServer):
+    staff = prepared["seed"]["staff"]
+    session = requests.Session()
+    login = session.get(f"{strict.url}/admin/login/", timeout=10)
+    response = session.post(
+        f"{strict.url}/admin/login/?next=/admin/",
+        data={
+            "username": staff["email"],
+            "password": staff["password"],
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": login.url},
+        timeout=10,
+    )
+    assert response.status_code == 200 and response.url.endswith("/admin/"), response.url
+    time.sleep(1.2)  # the login was a write: its read-your-writes second passes
+    counts = Counts(cluster)
+    for _ in range(3):
+        page = session.get(f"{strict.url}/admin/credits/credittransaction/", timeout=10)
+        assert page.status_code == 200, page.status_code
+        assert "e2e: starting credits" in page.text
+    primary, replica = counts.take()
+    assert replica >= 3 and primary == 0, (primary, replica)
 
 
 def test_a_stopped_replica_costs_speed_never_an_error(cluster: ReplicatedCluster, prepared: dict):
