@@ -15,7 +15,10 @@ It measures, in one process against a real PostgreSQL:
   with its own connection), over distinct users and on one hot user;
 - the raw-SQL ceiling for the same transaction (one `UPDATE ... RETURNING` plus one
   `INSERT INTO credit_transactions` through plain psycopg, a commit per operation), same
-  workers, and the service/raw ratio.
+  workers, and the service/raw ratio;
+- hold + capture pairs per second at 8 workers (`credits.services.open_hold` then
+  `capture_hold`, two transactions per pair) against the raw-SQL ceiling of the very same
+  statements (the SQL strings of credits.services run through plain psycopg), same run.
 
 Database: `DATABASE_URL`, else postgres://postgres@127.0.0.1:5432/fd_bench_credits (created
 if missing, then migrated). The bench adds its own users (`@bench-credits.invalid`) and removes
@@ -239,6 +242,7 @@ class Bench:
             cursor.execute("SELECT id FROM users WHERE email LIKE %s", [pattern])
             ids = [row[0] for row in cursor.fetchall()]
             if ids:
+                cursor.execute("DELETE FROM credit_holds WHERE user_id = ANY(%s)", [ids])
                 cursor.execute("DELETE FROM credit_transactions WHERE user_id = ANY(%s)", [ids])
                 cursor.execute("DELETE FROM user_credits WHERE user_id = ANY(%s)", [ids])
                 cursor.execute("DELETE FROM users WHERE id = ANY(%s)", [ids])
@@ -443,6 +447,123 @@ class Bench:
                 results.extend(rows.values())
         return results
 
+    # 4. hold + capture pairs per second: service and the same statements in raw SQL
+
+    def hold_service_worker(self, users: list):
+        def make(index: int):
+            from django.db import connection
+
+            from credits import services
+
+            mine = users[index]
+            prefix = f"hold-{self.run_id}-{uuid.uuid4().hex[:6]}-"
+            state = {"n": 0}
+
+            def op() -> None:
+                n = state["n"] = state["n"] + 1
+                hold = services.open_hold(
+                    user=mine[n % len(mine)], amount=self.cost, idempotency_key=f"{prefix}{n}", owner="bench"
+                ).hold
+                services.capture_hold(hold_id=hold.pk, owner="bench")
+
+            return op, connection.close
+
+        return make
+
+    def hold_raw_worker(self, users: list):
+        import psycopg
+
+        from credits import services as s
+
+        def make(index: int):
+            conn = psycopg.connect(**self.params)  # autocommit off: a transaction per half
+            cursor = conn.cursor()
+            mine = [u.pk for u in users[index]]
+            prefix = f"rawhold-{self.run_id}-{uuid.uuid4().hex[:6]}-"
+            state = {"n": 0}
+
+            def op() -> None:
+                n = state["n"] = state["n"] + 1
+                user_id = mine[n % len(mine)]
+                now = datetime.now(UTC)
+                cursor.execute(s._LOCK_ACCOUNT_SQL, [user_id])
+                balance = cursor.fetchone()[0]
+                cursor.execute(
+                    s._OPEN_HOLD_SQL,
+                    {
+                        "user_id": user_id,
+                        "amount": self.cost,
+                        "operation": "",
+                        "owner": "bench",
+                        "key": f"{prefix}{n}",
+                        "expires_at": now + s.hold_ttl(None),
+                        "metadata": "{}",
+                        "now": now,
+                        "balance": balance,
+                    },
+                )
+                hold_id, _ = cursor.fetchone()
+                if hold_id is None:
+                    conn.rollback()
+                    raise RuntimeError("insufficient credits")
+                conn.commit()
+                now = datetime.now(UTC)
+                cursor.execute(s._CAPTURE_SQL, {"id": hold_id, "owner": "bench", "amount": None, "now": now})
+                captured = cursor.fetchone()[-1]
+                cursor.execute(
+                    s._UPDATE_SQL,
+                    {
+                        "amount": -captured,
+                        "purchased": 0,
+                        "used": captured,
+                        "now": now,
+                        "user_id": user_id,
+                        "max_balance": s.MAX_BALANCE,
+                    },
+                )
+                balance = cursor.fetchone()[0]
+                cursor.execute(
+                    s._INSERT_SQL,
+                    {
+                        "amount": -captured,
+                        "type": "deduction",
+                        "reason": "hold capture",
+                        "balance_after": balance,
+                        "metadata": json.dumps({"hold_id": hold_id}),
+                        "idempotency_key": f"hold-capture:{hold_id}",
+                        "created_at": now,
+                        "created_by_id": None,
+                        "user_id": user_id,
+                        "now": now,
+                    },
+                )
+                if cursor.fetchone()[0] is None:
+                    conn.rollback()
+                    raise RuntimeError("capture not written")
+                conn.commit()
+
+            def close() -> None:
+                cursor.close()
+                conn.close()
+
+            return op, close
+
+        return make
+
+    def bench_holds(self) -> list[Throughput]:
+        """Hold + capture pairs at MAX_WORKERS over distinct users, service and raw SQL alternating."""
+        distinct = [self.users[i * USERS_PER_WORKER : (i + 1) * USERS_PER_WORKER] for i in range(MAX_WORKERS)]
+        rows: dict[str, Throughput] = {}
+        for _ in range(self.rounds):
+            for label, make in (("service", self.hold_service_worker), ("raw SQL", self.hold_raw_worker)):
+                part = run_workers(label, MAX_WORKERS, self.seconds / self.rounds, make(distinct))
+                row = rows.setdefault(label, Throughput(label=label, workers=MAX_WORKERS, ops=0, seconds=0))
+                row.ops += part.ops
+                row.seconds += part.seconds
+                row.errors += part.errors
+                row.first_error = row.first_error or part.first_error
+        return list(rows.values())
+
     def check_ledger(self) -> int:
         """Accounts touched by the bench whose balance differs from their ledger sum (expect 0)."""
         from django.db import connection
@@ -497,7 +618,9 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def render(args, bench: Bench, cached, uncached, mix, throughput, ledger_mismatches) -> tuple[str, bool]:
+def render(
+    args, bench: Bench, cached, uncached, mix, throughput, ledger_mismatches, holds=()
+) -> tuple[str, bool]:
     by_key = {(t.label, t.workers): t for t in throughput}
     svc8 = by_key[("service, distinct users", MAX_WORKERS)]
     raw8 = by_key[("raw SQL, distinct users", MAX_WORKERS)]
@@ -523,7 +646,7 @@ def render(args, bench: Bench, cached, uncached, mix, throughput, ledger_mismatc
         ),
     ]
     all_ok = all(ok for *_, ok in targets) and ledger_mismatches == 0 and mix["stale"] == 0
-    all_ok = all_ok and not any(t.errors for t in throughput)
+    all_ok = all_ok and not any(t.errors for t in [*throughput, *holds])
 
     lines = [
         f"# Credits benchmark{' (--quick)' if args.quick else ''}",
@@ -569,6 +692,21 @@ def render(args, bench: Bench, cached, uncached, mix, throughput, ledger_mismatc
             ratio = f"{t.per_second / raw.per_second * 100:.0f} %" if raw.per_second else "-"
         error = f"{t.errors}" + (f" ({t.first_error})" if t.first_error else "")
         lines.append(f"| {path} | {users} | {t.workers} | {t.per_second:,.0f} | {ratio} | {error} |")
+    if holds:
+        by_path = {t.label: t for t in holds}
+        svc, raw = by_path["service"], by_path["raw SQL"]
+        lines += [
+            "",
+            f"## Hold + capture pairs per second ({MAX_WORKERS} workers, distinct users; two transactions "
+            "per pair; raw SQL runs the same statements as credits.services through plain psycopg)",
+            "",
+            "| path | workers | pairs/s | service / raw | errors |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for t in (svc, raw):
+            ratio = f"{svc.per_second / raw.per_second * 100:.0f} %" if t is svc and raw.per_second else ""
+            error = f"{t.errors}" + (f" ({t.first_error})" if t.first_error else "")
+            lines.append(f"| {t.label} | {t.workers} | {t.per_second:,.0f} | {ratio} | {error} |")
     lines += [
         "",
         f"Ledger check: {ledger_mismatches} bench accounts whose balance differs from their ledger sum.",
@@ -589,6 +727,7 @@ class Measured:
     ledger_mismatches: int
     report: str
     ok: bool
+    holds: list[Throughput]
 
 
 def measure(args: argparse.Namespace) -> Measured:
@@ -626,8 +765,10 @@ def measure(args: argparse.Namespace) -> Measured:
         mix = bench.bench_mix()
         print("throughput ...", file=sys.stderr)
         throughput = bench.bench_throughput()
+        print("hold + capture ...", file=sys.stderr)
+        holds = bench.bench_holds()
         ledger_mismatches = bench.check_ledger()
-        report, ok = render(args, bench, cached, uncached, mix, throughput, ledger_mismatches)
+        report, ok = render(args, bench, cached, uncached, mix, throughput, ledger_mismatches, holds)
     finally:
         bench.remove_bench_rows()
         connection.close()
@@ -636,7 +777,7 @@ def measure(args: argparse.Namespace) -> Measured:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
-    return Measured(args, bench, cached, uncached, mix, throughput, ledger_mismatches, report, ok)
+    return Measured(args, bench, cached, uncached, mix, throughput, ledger_mismatches, report, ok, holds)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -703,7 +844,18 @@ def run(quick: bool) -> list:
                 f"credits: deductions/s, {workers}, {users}", t.per_second, "ops/s", baseline=raw.per_second
             )
         )
-    errors = sum(t.errors for t in m.throughput)
+    hold_svc, hold_raw = ({t.label: t for t in m.holds}[k] for k in ("service", "raw SQL"))
+    rows.append(
+        compare(
+            f"credits: hold + capture pairs/s, {MAX_WORKERS} workers, service vs raw SQL",
+            hold_svc.per_second,
+            "pairs/s",
+            baseline=hold_raw.per_second,
+            note="distinct users; open_hold + capture_hold (two transactions) vs the same statements "
+            f"through plain psycopg; {m.bench.seconds:g} s per side in {m.bench.rounds} alternating rounds",
+        )
+    )
+    errors = sum(t.errors for t in [*m.throughput, *m.holds])
     problems = m.ledger_mismatches + m.mix["stale"] + errors
     rows.append(
         compare(

@@ -447,7 +447,9 @@ class ReplitReader:
         self.proc.wait(timeout=10)
 
 
-def _one_at_a_time(keys: list[str], reader, *, synchronous_commit: bool = True) -> tuple[float, int, int]:
+def _one_at_a_time(
+    keys: list[str], reader, *, synchronous_commit: bool = True, db: str = DB_SEED
+) -> tuple[float, int, int]:
     """GET one key, decode it, INSERT one row at a time (autocommit), skip failures silently,
     as the seed's script did. Returns (seconds, rows inserted, keys skipped)."""
     import psycopg
@@ -455,7 +457,7 @@ def _one_at_a_time(keys: list[str], reader, *, synchronous_commit: bool = True) 
 
     inserted = skipped = 0
     flag_kinds = (("notifications", "notification"), ("badges", "badge"), ("easterEggs", "easter_egg"))
-    with psycopg.connect(_db_url(DB_SEED), autocommit=True) as conn:
+    with psycopg.connect(_db_url(db), autocommit=True) as conn:
         if not synchronous_commit:  # what kvmigrate's session does: no wait for the WAL flush
             conn.execute("SET synchronous_commit TO off")
         started = time.perf_counter()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import AllowAny, IsAdminUser
@@ -21,6 +24,9 @@ from billing.serializers import (
     WebhookAckSerializer,
 )
 from fivedocks.api import error_body
+from fivedocks.errors import DomainError
+
+logger = logging.getLogger(__name__)
 
 _UPSTREAM = OpenApiResponse(description="Stripe failed or refused; `detail` gives its reason")
 
@@ -67,12 +73,41 @@ class SubscriptionView(APIView):
         return Response(SubscriptionSerializer(selectors.subscription_summary(user=request.user)).data)
 
 
+class WebhookBodyTooLarge(DomainError):
+    """The body is above STRIPE_WEBHOOK_MAX_BYTES."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+def _webhook_body(request: Request) -> bytes:
+    """The raw body, under the webhook's own limit instead of DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB
+    by default: Stripe's largest events, an invoice with its lines or a customer with its
+    metadata, must never be refused for size)."""
+    django_request = request._request
+    limit = settings.STRIPE_WEBHOOK_MAX_BYTES
+    try:
+        declared = int(django_request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise WebhookBodyTooLarge(f"The body is {declared} bytes; the limit is {limit}.")
+    if hasattr(django_request, "_body"):  # already read (e.g. by a middleware)
+        return django_request._body
+    body = django_request.read(limit + 1)
+    if len(body) > limit:
+        raise WebhookBodyTooLarge(f"The body is above the limit of {limit} bytes.")
+    return body
+
+
 class WebhookView(APIView):
     """Stripe's webhook: verified by signature (no session, no CSRF), stored, handled once.
 
-    200 for a handled, ignored (no handler) or already handled event; 400 for a bad signature or
-    payload (nothing stored); 500 when the handler failed (stored as failed: Stripe retries,
-    and staff can reprocess it).
+    200 for a handled, ignored (no handler), unmatched (unknown customer: kept for staff) or
+    already handled event; 400 for a bad signature or a signed body that is not one event
+    object (nothing stored); 413 above STRIPE_WEBHOOK_MAX_BYTES; 500 in the error shape when
+    storing or handling failed (a failed event is kept: Stripe retries, staff can reprocess).
+    Answered at `webhook/` and `webhook` (Stripe counts a redirect as a failed delivery).
     """
 
     authentication_classes: list = []
@@ -87,14 +122,24 @@ class WebhookView(APIView):
         request={"application/json": {"type": "object"}},
         responses={
             200: WebhookAckSerializer,
-            400: OpenApiResponse(description="Bad or missing signature, or not an event"),
-            500: OpenApiResponse(description="Stored, but handling failed (will be retried)"),
+            400: OpenApiResponse(description="Bad or missing signature, or not an event object"),
+            413: OpenApiResponse(description="Body above STRIPE_WEBHOOK_MAX_BYTES"),
+            500: OpenApiResponse(description="Not stored, or stored but handling failed (retried)"),
         },
     )
     def post(self, request: Request) -> Response:
-        recorded = services.record_event(
-            payload=request.body, sig_header=request.META.get("HTTP_STRIPE_SIGNATURE")
-        )
+        try:
+            recorded = services.record_event(
+                payload=_webhook_body(request), sig_header=request.META.get("HTTP_STRIPE_SIGNATURE")
+            )
+        except DomainError:
+            raise
+        except Exception:
+            logger.exception("stripe webhook: unexpected error")
+            detail = "The event could not be recorded; Stripe will deliver it again."
+            return Response(
+                error_body(500, "webhook_error", detail), status=status.HTTP_500_INTERNAL_SERVER_ERROR
+            )
         event = recorded.event
         if event.status == WebhookEventStatus.FAILED:
             detail = f"Event {event.event_id} was stored but handling failed; it will be retried."
@@ -109,6 +154,11 @@ class WebhookView(APIView):
             "duplicate": recorded.duplicate,
         }
         return Response(body)
+
+
+@extend_schema(exclude=True)
+class WebhookNoSlashView(WebhookView):
+    """The same webhook without its trailing slash (documented once, at `webhook/`)."""
 
 
 class ActiveWithCreditsReportView(generics.ListAPIView):

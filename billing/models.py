@@ -53,6 +53,9 @@ class Subscription(models.Model):
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    # Stripe's `cancel_at`: the portal under flexible billing mode cancels at a date without
+    # `cancel_at_period_end`. Either one means the subscription is cancelling (selectors).
+    cancel_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # `created` of the Stripe event that last set the state: an older event never overwrites it.
     stripe_event_created = models.DateTimeField(null=True, blank=True)
@@ -81,6 +84,9 @@ class WebhookEventStatus(models.TextChoices):
     PROCESSED = "processed", "Processed"
     FAILED = "failed", "Failed"
     IGNORED = "ignored", "Ignored (no handler)"
+    # The event's customer / subscription / user is not (yet) known to fivedocks: kept, answered
+    # 2xx, shown to staff, who link it to a user (which re-processes it).
+    UNMATCHED = "unmatched", "Unmatched (unknown customer)"
 
 
 class WebhookEvent(models.Model):
@@ -88,6 +94,10 @@ class WebhookEvent(models.Model):
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100, db_index=True)
+    # The body exactly as Stripe signed it, stored before anything is parsed into JSONB.
+    raw_body = models.BinaryField(null=True, blank=True, editable=False)
+    # The parsed event, with the characters PostgreSQL's JSONB refuses (NUL, lone surrogates)
+    # escaped as text (billing.payloads.jsonb_safe); handlers read this.
     payload = models.JSONField()
     created = models.DateTimeField(help_text="When Stripe created the event.")
     livemode = models.BooleanField(default=False)
@@ -100,6 +110,8 @@ class WebhookEvent(models.Model):
     note = models.TextField(blank=True, default="")
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The Stripe customer the event is about (for unmatched events: what staff link).
+    customer_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
 
     class Meta:
         db_table = "stripe_webhook_events"
@@ -113,3 +125,24 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} {self.type} ({self.status})"
+
+
+class PriceMapping(models.Model):
+    """Staff's word on a Stripe price the catalogue (settings.BILLING_PLANS) does not list.
+
+    Events resolve a price through the catalogue first, then this table; a price neither knows
+    never overwrites the plan a subscription already has.
+    """
+
+    stripe_price_id = models.CharField(max_length=255, unique=True)
+    plan = models.CharField(max_length=100, help_text="A plan key of the catalogue (BILLING_PLANS).")
+    note = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "stripe_price_mappings"
+        ordering = ["stripe_price_id"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_price_id} → {self.plan}"

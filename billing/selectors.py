@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from django.contrib.auth import get_user_model
 from django.db.models import F, QuerySet
 
 from billing import plans
-from billing.models import ACTIVE_STATUSES, Subscription, SubscriptionStatus
+from billing.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Subscription,
+    SubscriptionStatus,
+    WebhookEvent,
+    WebhookEventStatus,
+)
+from credits.models import CreditTransaction
 from fivedocks.replicas import read_alias
 
 
@@ -14,6 +25,29 @@ def get_subscription(*, user, replica: bool = False) -> Subscription | None:
     """The user's subscription; `replica=True` lets a display read come from a replica."""
     alias = read_alias(user_id=user.pk) if replica else "default"
     return Subscription.objects.using(alias).filter(user=user).first()
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """A subscription that will end: at `cancel_at` (set in the portal under flexible billing
+    mode, or by the API), or at the period's end (`cancel_at_period_end`, the classic portal)."""
+
+    at: datetime | None
+    at_period_end: bool
+
+
+def cancellation(*, subscription: Subscription | None) -> Cancellation | None:
+    """None unless the subscription is cancelling (still live, with an end date set). Also for the
+    platform's legacy routes (`cancelAtPeriodEnd`)."""
+    if subscription is None or subscription.status in TERMINAL_STATUSES:
+        return None
+    if subscription.status == SubscriptionStatus.NONE:
+        return None
+    if subscription.cancel_at:
+        return Cancellation(at=subscription.cancel_at, at_period_end=subscription.cancel_at_period_end)
+    if subscription.cancel_at_period_end:
+        return Cancellation(at=subscription.current_period_end, at_period_end=True)
+    return None
 
 
 def subscription_summary(*, user) -> dict:
@@ -28,6 +62,7 @@ def subscription_summary(*, user) -> dict:
     plan_key = row.plan_type if row else ""
     catalogue_plan = plans.get_plan(plan_key)
     entitled = status in ACTIVE_STATUSES
+    ending = cancellation(subscription=row)
     if entitled:
         monthly = catalogue_plan["monthly_credits"] if catalogue_plan else 0
     else:
@@ -41,6 +76,8 @@ def subscription_summary(*, user) -> dict:
         "current_period_start": row.current_period_start if row else None,
         "current_period_end": row.current_period_end if row else None,
         "cancel_at_period_end": row.cancel_at_period_end if row else False,
+        "cancelling": ending is not None,
+        "cancel_at": ending.at if ending else None,
         "has_billing_account": bool(row and row.stripe_customer_id),
     }
 
@@ -69,3 +106,42 @@ def users_with_credits_above_and_active_subscription(*, min_credits: int) -> Que
 def filter_subscriptions_active_with_credits_above(queryset: QuerySet, *, min_credits: int) -> QuerySet:
     """The same report's conditions, on a Subscription queryset (the admin's list filter)."""
     return queryset.filter(status__in=ACTIVE_STATUSES, user__credit_account__balance__gt=min_credits)
+
+
+# Migrated activation bonuses are stamped with the time the platform granted them, which is when
+# the subscription became active: at its period's start, give or take the webhook's delay.
+PLATFORM_CREDIT_SLACK = timedelta(hours=1)
+
+
+def platform_credit_for_period(
+    *, subscription: Subscription, subscription_id: str, start: datetime, end: datetime
+) -> CreditTransaction | None:
+    """The platform's migrated activation bonus for this subscription and period, if any.
+
+    The platform granted a plan's credits when a subscription became active (its
+    "<plan> subscription activation bonus" ledger entries, migrated from the KV store with
+    `metadata.source = "kv"`). It counts for the subscription the migrated record named (the
+    row came from the KV store and still holds that subscription) and for the period its
+    timestamp falls in.
+    """
+    if "kv" not in (subscription.metadata or {}) or subscription.stripe_subscription_id != subscription_id:
+        return None
+    return (
+        CreditTransaction.objects.filter(
+            user_id=subscription.user_id,
+            metadata__source="kv",
+            reason__icontains="subscription activation bonus",
+            amount__gt=0,
+            created_at__gte=start - PLATFORM_CREDIT_SLACK,
+            created_at__lt=end,
+        )
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def unmatched_events(*, customer_id: str) -> QuerySet:
+    """A customer's unmatched events, oldest first (the order they are re-processed in)."""
+    return WebhookEvent.objects.filter(status=WebhookEventStatus.UNMATCHED, customer_id=customer_id).order_by(
+        "created", "id"
+    )

@@ -39,6 +39,12 @@ class SubscriptionSerializer(serializers.Serializer):
     current_period_start = serializers.DateTimeField(allow_null=True)
     current_period_end = serializers.DateTimeField(allow_null=True)
     cancel_at_period_end = serializers.BooleanField()
+    cancelling = serializers.BooleanField(
+        help_text="The subscription ends at `cancel_at` (portal cancellation, classic or flexible)."
+    )
+    cancel_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a cancelling subscription ends; null when it is not cancelling."
+    )
     has_billing_account = serializers.BooleanField(help_text="A Stripe customer exists: the portal can open.")
 
 

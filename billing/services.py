@@ -11,20 +11,19 @@ network) and are made so that a failure at any point leaves no inconsistent row:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import stripe
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from billing import plans
-from billing.models import LIVE_STATUSES, Subscription, WebhookEvent, WebhookEventStatus
+from billing import payloads, plans, selectors
+from billing.models import LIVE_STATUSES, PriceMapping, Subscription, WebhookEvent, WebhookEventStatus
 from billing.stripe_client import describe_error, get_client
-from billing.webhook_handlers import HANDLERS, EventContext
+from billing.webhook_handlers import HANDLERS, EventContext, Unmatched
 from fivedocks.errors import Conflict, DomainError, UpstreamError
 from fivedocks.metrics import WEBHOOK_EVENTS
 
@@ -56,9 +55,22 @@ class InvalidWebhook(DomainError):
 
 
 class NotReprocessable(Conflict):
-    """Only a failed (or never finished) event can be processed again."""
+    """Only a failed, unmatched (or never finished) event can be processed again."""
 
     code = "not_reprocessable"
+
+
+class WebhookStorageFailed(DomainError):
+    """The event could not be stored; Stripe will deliver it again."""
+
+    status_code = 500
+    code = "webhook_storage_failed"
+
+
+class CannotLink(Conflict):
+    """The event cannot be linked to this user."""
+
+    code = "cannot_link"
 
 
 # --- Checkout and portal ------------------------------------------------------------------
@@ -150,11 +162,35 @@ def create_portal_session(*, user) -> str:
 
 @transaction.atomic
 def set_plan_type(*, subscription: Subscription, plan_type: str) -> Subscription:
-    """Staff mapping of a plan name (e.g. a legacy one the catalogue does not know)."""
+    """Staff mapping of a plan name (e.g. a legacy one the catalogue does not know). A later event
+    with a price no mapping knows keeps it (webhook_handlers._resolve_plan)."""
     row = Subscription.objects.select_for_update().get(pk=subscription.pk)
     row.plan_type = plan_type.strip()
     row.save(update_fields=["plan_type", "updated_at"])
     return row
+
+
+@transaction.atomic
+def map_price(*, stripe_price_id: str, plan: str, note: str = "") -> PriceMapping:
+    """Staff: Stripe price -> catalogue plan, kept in `stripe_price_mappings`.
+
+    Subscriptions whose last event named this price (and no plan) take the plan now; events
+    resolve the price through the mapping from now on. Failed invoice events can then be
+    reprocessed (admin).
+    """
+    price_id = stripe_price_id.strip()
+    if not price_id:
+        raise DomainError("A Stripe price id is required.")
+    if plans.get_plan(plan) is None:
+        raise UnknownPlan(f"Unknown plan {plan!r}; known: {', '.join(sorted(settings.BILLING_PLANS))}.")
+    mapping, _ = PriceMapping.objects.update_or_create(
+        stripe_price_id=price_id, defaults={"plan": plan, "note": note.strip()}
+    )
+    for row in Subscription.objects.select_for_update().filter(metadata__unmapped_price=price_id):
+        row.metadata.pop("unmapped_price", None)
+        row.plan_type = plan
+        row.save(update_fields=["plan_type", "metadata", "updated_at"])
+    return mapping
 
 
 # --- Webhooks -----------------------------------------------------------------------------
@@ -168,36 +204,89 @@ DONE = (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED)
 
 
 def _verify(payload: bytes, sig_header: str | None) -> dict:
+    """Check the signature on the exact bytes, then that they are one Stripe event object."""
     try:
-        stripe.Webhook.construct_event(payload, sig_header, settings.STRIPE_WEBHOOK_SECRET)
-        data = json.loads(payload)
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidWebhook("The payload is not UTF-8 text.") from None
+    try:
+        stripe.WebhookSignature.verify_header(
+            text, sig_header or "", settings.STRIPE_WEBHOOK_SECRET, stripe.Webhook.DEFAULT_TOLERANCE
+        )
     except stripe.SignatureVerificationError as exc:
         raise InvalidWebhook(f"Invalid Stripe signature: {exc.user_message or exc}") from None
+    try:
+        data = payloads.parse_body(payload)
     except ValueError:
         raise InvalidWebhook("The payload is not valid JSON.") from None
-    is_event = isinstance(data, dict) and data.get("id") and data.get("type")
-    if not is_event or not isinstance(data.get("created"), int):
-        raise InvalidWebhook("The payload is not a Stripe event (id, type and created are required).")
+    if not isinstance(data, dict):
+        raise InvalidWebhook(f"The payload is a JSON {type(data).__name__}, not a Stripe event object.")
+    obj = (data.get("data") or {}).get("object") if isinstance(data.get("data"), dict) else None
+    valid = (
+        isinstance(data.get("id"), str)
+        and data["id"]
+        and isinstance(data.get("type"), str)
+        and data["type"]
+        and type(data.get("created")) is int
+        and isinstance(obj, dict)
+    )
+    if not valid:
+        raise InvalidWebhook(
+            "The payload is not a Stripe event (id, type, created and data.object are required)."
+        )
     return data
 
 
+def _event_customer(data: dict) -> str:
+    obj = data["data"]["object"]
+    if obj.get("object") == "customer":
+        return str(obj.get("id") or "")
+    return str(payloads.id_of(obj.get("customer")) or "")[:255]
+
+
+def _store(*, data: dict, payload: bytes) -> tuple[WebhookEvent, bool]:
+    """Store the event (get_or_create on the unique id: a concurrent delivery finds the other's row).
+
+    The raw body goes in with the parsed payload made JSONB-safe. Should the JSONB still be
+    refused, the raw body is stored alone (payload `{}`, status failed with the reason):
+    nothing Stripe sent is lost, and reprocessing re-reads the raw body.
+    """
+    fields = {
+        "type": data["type"][:100],
+        "created": datetime.fromtimestamp(int(data["created"]), tz=UTC),
+        "livemode": bool(data.get("livemode")),
+        "raw_body": payload,
+        "customer_id": _event_customer(data),
+    }
+    try:
+        with transaction.atomic():
+            return WebhookEvent.objects.get_or_create(
+                event_id=data["id"][:255], defaults={**fields, "payload": payloads.jsonb_safe(data)}
+            )
+    except DatabaseError as exc:
+        logger.exception("stripe event %s: payload not storable as JSONB", data.get("id"))
+        reason = f"payload not storable: {type(exc).__name__}: {exc}"
+    try:
+        with transaction.atomic():
+            return WebhookEvent.objects.get_or_create(
+                event_id=data["id"][:255],
+                defaults={**fields, "payload": {}, "status": WebhookEventStatus.FAILED, "error": reason},
+            )
+    except DatabaseError as exc:
+        logger.exception("stripe event %s could not be stored", data.get("id"))
+        raise WebhookStorageFailed(
+            f"Event {data['id']} could not be stored ({type(exc).__name__}); Stripe will deliver it again."
+        ) from exc
+
+
 def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
-    """Verify, store (before acting; the event id is unique), then handle a Stripe event once."""
+    """Verify, store (raw body first; the event id is unique), then handle a Stripe event once."""
     try:
         data = _verify(payload, sig_header)
     except Exception:
         WEBHOOK_EVENTS.labels("unknown", "invalid").inc()
         raise
-    # get_or_create: a concurrent delivery of the same event finds the row the other one stored.
-    row, created = WebhookEvent.objects.get_or_create(
-        event_id=data["id"],
-        defaults={
-            "type": data["type"],
-            "payload": data,
-            "created": datetime.fromtimestamp(int(data["created"]), tz=UTC),
-            "livemode": bool(data.get("livemode")),
-        },
-    )
+    row, created = _store(data=data, payload=payload)
     if not created and row.status in DONE:
         WEBHOOK_EVENTS.labels(row.type, "duplicate").inc()
         return RecordedEvent(row, duplicate=True)
@@ -207,18 +296,47 @@ def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
 
 
 def reprocess_event(*, event: WebhookEvent) -> WebhookEvent:
-    """Run a failed (or never finished) event's handler again."""
+    """Run a failed, unmatched (or never finished) event's handler again."""
     if event.status in DONE:
         raise NotReprocessable(f"Event {event.event_id} is already {event.status}.")
     processed, _ = _process(pk=event.pk)
     return processed
 
 
+def link_unmatched_event(*, event: WebhookEvent, user) -> list[WebhookEvent]:
+    """Staff: the event's Stripe customer is this user's. Stores the link on the user's row, then
+    re-processes every unmatched event of that customer, oldest first; returns them."""
+    if event.status != WebhookEventStatus.UNMATCHED:
+        raise CannotLink(f"Event {event.event_id} is {event.status}, not unmatched.")
+    customer_id = event.customer_id
+    if not customer_id:
+        raise CannotLink(f"Event {event.event_id} names no Stripe customer to link.")
+    with transaction.atomic():
+        Subscription.objects.get_or_create(user=user)
+        row = Subscription.objects.select_for_update().get(user=user)
+        owner = Subscription.objects.filter(stripe_customer_id=customer_id).exclude(pk=row.pk).first()
+        if owner is not None:
+            raise CannotLink(f"Customer {customer_id} already belongs to user {owner.user_id}.")
+        if row.stripe_customer_id and row.stripe_customer_id != customer_id:
+            raise CannotLink(f"User {user.pk} already has the Stripe customer {row.stripe_customer_id}.")
+        if not row.stripe_customer_id:
+            row.stripe_customer_id = customer_id
+            row.save(update_fields=["stripe_customer_id", "updated_at"])
+    return [reprocess_event(event=pending) for pending in selectors.unmatched_events(customer_id=customer_id)]
+
+
+def _event_object(row: WebhookEvent) -> dict:
+    if row.payload:
+        return row.payload["data"]["object"]
+    # The JSONB was refused when stored: read the raw body (kept exactly as Stripe sent it).
+    return payloads.jsonb_safe(payloads.parse_body(bytes(row.raw_body)))["data"]["object"]
+
+
 def _process(*, pk: int) -> tuple[WebhookEvent, bool]:
     """Handle the event under a row lock; returns (event, whether this call handled it).
 
     The handler runs in a savepoint: when it fails, its writes roll back while the event's
-    `failed` status and error still commit.
+    `failed` (or `unmatched`) status and reason still commit.
     """
     with transaction.atomic():
         row = WebhookEvent.objects.select_for_update().get(pk=pk)
@@ -235,7 +353,12 @@ def _process(*, pk: int) -> tuple[WebhookEvent, bool]:
             context = EventContext(event_id=row.event_id, type=row.type, created=row.created)
             try:
                 with transaction.atomic():
-                    row.note = handler(row.payload["data"]["object"], context) or ""
+                    row.note = handler(_event_object(row), context) or ""
+                if not row.payload:
+                    row.note = f"read from the raw body (JSONB refused the payload); {row.note}"
+            except Unmatched as exc:
+                row.status = WebhookEventStatus.UNMATCHED
+                row.note = f"unmatched: {exc}"
             except Exception as exc:
                 logger.exception("stripe event %s (%s) failed", row.event_id, row.type)
                 row.status = WebhookEventStatus.FAILED

@@ -1,5 +1,6 @@
 """Staff screens for balances and the ledger. The ledger is read-only; changes go through services."""
 
+import datetime as dt
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -8,11 +9,12 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from credits import services
 from credits.forms import CreditChangeForm
-from credits.models import CreditAccount, CreditTransaction
+from credits.models import CreditAccount, CreditHold, CreditTransaction
 from fivedocks.admin import ReadOnlyAdminMixin
 from fivedocks.errors import DomainError
 
@@ -147,3 +149,59 @@ class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="email", ordering="user__email")
     def user_email(self, obj: CreditTransaction) -> str:
         return obj.user.email
+
+
+class HoldStateFilter(admin.SimpleListFilter):
+    """Open means open and unexpired; expired is open past its expiry (decided at read time)."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "open"), ("expired", "expired"), ("captured", "captured"), ("released", "released")]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        now = timezone.now()
+        if self.value() == "open":
+            return queryset.filter(status="open", expires_at__gt=now)
+        if self.value() == "expired":
+            return queryset.filter(status="open", expires_at__lte=now)
+        if self.value() in ("captured", "released"):
+            return queryset.filter(status=self.value())
+        return queryset
+
+
+@admin.register(CreditHold)
+class CreditHoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Holds of the service API. Read-only; the purge action deletes selected holds that are
+    settled or expired (credits.services.purge_holds, as `manage.py credit_holds purge`); an open
+    hold is never deleted."""
+
+    list_display = (
+        "id", "created_at", "user_email", "amount", "state", "captured_amount", "operation", "expires_at",
+    )  # fmt: skip
+    list_select_related = ("user",)
+    list_filter = (HoldStateFilter, "created_at")
+    search_fields = ("user__email", "idempotency_key", "=id")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+    actions = ["purge_old"]
+
+    @admin.display(description="email", ordering="user__email")
+    def user_email(self, obj: CreditHold) -> str:
+        return obj.user.email
+
+    @admin.display(description="state")
+    def state(self, obj: CreditHold) -> str:
+        return "expired" if obj.is_expired() else obj.status
+
+    @admin.action(description="Purge selected holds that are settled or expired")
+    def purge_old(self, request, queryset) -> None:
+        if not request.user.is_superuser:
+            self.message_user(request, "Only superusers may purge holds.", messages.ERROR)
+            return
+        ids = list(queryset.values_list("pk", flat=True))
+        deleted = services.purge_holds(older_than=dt.timedelta(0), ids=ids)
+        self.message_user(
+            request, f"{deleted} of {len(ids)} holds purged (open holds are kept).", messages.SUCCESS
+        )

@@ -95,3 +95,64 @@ class CreditTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.amount:+d} → {self.balance_after}"
+
+
+class CreditHold(models.Model):
+    """Credits reserved for a billable action, captured on success or released on failure.
+
+    A hold never changes the balance: it lowers what is *available* (balance minus the open
+    holds that have not expired). Expiry is a condition in every query that counts holds
+    (`status = 'open' AND expires_at > now`), so an unsettled hold stops counting the moment it
+    expires, with no job running; the row itself stays `open` until purged. A capture writes one
+    deduction ledger row (idempotency key `hold-capture:<id>`, metadata `hold_id`).
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CAPTURED = "captured"
+        RELEASED = "released"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_holds")
+    amount = models.BigIntegerField()
+    operation = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # Who may settle it (e.g. "svc:3", a service client): another caller cannot capture it.
+    owner = models.CharField(max_length=64, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255)
+    expires_at = models.DateTimeField()
+    captured_amount = models.BigIntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "credit_holds"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "idempotency_key"], name="credit_holds_user_key_uniq"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_holds_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "captured", "released"]), name="credit_holds_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(captured_amount__isnull=True)
+                | (Q(captured_amount__gt=0) & Q(captured_amount__lte=models.F("amount"))),
+                name="credit_holds_captured_within_amount",
+            ),
+        ]
+        indexes = [
+            # The open-hold total of one user (every deduction and balance read sums it).
+            models.Index(
+                fields=["user", "expires_at"],
+                name="credit_holds_open_idx",
+                include=["amount"],
+                condition=Q(status="open"),
+            ),
+            models.Index(fields=["created_at"], name="credit_holds_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.pk}: {self.amount} for user {self.user_id} ({self.status})"
+
+    def is_expired(self, now=None) -> bool:
+        return self.status == self.Status.OPEN and self.expires_at <= (now or timezone.now())

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from credits import cache as balance_cache
-from credits.models import CreditAccount, CreditTransaction
+from credits.models import CreditAccount, CreditHold, CreditTransaction
 from fivedocks.replicas import read_alias
 
 
 def get_balance(*, user_id: int) -> balance_cache.BalanceSnapshot:
-    """Balance and totals; a user with no account reads as zero (created on first write)."""
+    """Balance, totals and `available` (the balance minus open holds); a user with no account
+    reads as zero (created on first write). The entry stops being served once its earliest
+    hold expires, so `available` is never stale because a hold expired."""
     cached = balance_cache.read(user_id)
     if cached is not None:
         return cached
@@ -22,9 +25,20 @@ def get_balance(*, user_id: int) -> balance_cache.BalanceSnapshot:
     return snapshot
 
 
+_HOLDS = CreditHold._meta.db_table
+
+# The open, unexpired holds of one user: the expiry is decided here, in the query, so an expired
+# hold stops counting with no job running. Served by the partial index credit_holds_open_idx.
+OPEN_HOLDS_SQL = f"""
+    SELECT COALESCE(SUM(amount), 0)::bigint AS held, MIN(expires_at) AS held_until
+      FROM {_HOLDS} WHERE user_id = %(user_id)s AND status = 'open' AND expires_at > %(now)s
+"""  # noqa: S608 - the table name is ours, every value is a parameter
+
 _BALANCE_SQL = f"""
-    SELECT balance, total_purchased, total_used, is_blocked, last_updated
-      FROM {CreditAccount._meta.db_table} WHERE user_id = %s
+    SELECT a.balance, a.total_purchased, a.total_used, a.is_blocked, a.last_updated, 0,
+           h.held, h.held_until
+      FROM {CreditAccount._meta.db_table} a, ({OPEN_HOLDS_SQL}) h
+     WHERE a.user_id = %(user_id)s
 """  # noqa: S608 - the table name is ours, the value is a parameter
 
 
@@ -35,12 +49,28 @@ def balance_from_database(*, user_id: int) -> balance_cache.BalanceSnapshot:
     # under cachalot, which computes a cache key before finding the table uncachable) and
     # `.first()`'s ORDER BY cost several times the query itself.
     with connection.cursor() as cursor:
-        cursor.execute(_BALANCE_SQL, [user_id])
+        cursor.execute(_BALANCE_SQL, {"user_id": user_id, "now": timezone.now()})
         row = cursor.fetchone()
     if row is None:
         return balance_cache.BalanceSnapshot(0, 0, 0, False, None)
     # Version 0: a snapshot read here never replaces one that a committed write stored.
     return balance_cache.BalanceSnapshot(*row)
+
+
+def holds(*, user_id: int | None = None, state: str | None = None) -> QuerySet[CreditHold]:
+    """Holds, newest first; `state` is a status or `expired` (open but past its expiry), and
+    `open` means open and unexpired."""
+    qs = CreditHold.objects.select_related("user")
+    if user_id is not None:
+        qs = qs.filter(user_id=user_id)
+    now = timezone.now()
+    if state == "expired":
+        qs = qs.filter(status=CreditHold.Status.OPEN, expires_at__lte=now)
+    elif state == CreditHold.Status.OPEN:
+        qs = qs.filter(Q(status=state) & Q(expires_at__gt=now))
+    elif state:
+        qs = qs.filter(status=state)
+    return qs.order_by("-created_at", "-id")
 
 
 def transaction_history(

@@ -8,6 +8,10 @@ from credits.services import MAX_CHANGE
 
 class BalanceSerializer(serializers.Serializer):
     balance = serializers.IntegerField()
+    available = serializers.IntegerField(
+        help_text="The balance minus credits held for actions in progress (open, unexpired holds)."
+    )
+    held = serializers.IntegerField(help_text="Credits held by open, unexpired holds.")
     total_purchased = serializers.IntegerField()
     total_used = serializers.IntegerField()
     is_blocked = serializers.BooleanField()

@@ -8,9 +8,10 @@ first result and changes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from django.conf import settings
@@ -19,9 +20,10 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from credits import cache as balance_cache
-from credits.models import CreditAccount, CreditTransaction
-from fivedocks.errors import Conflict, DomainError
-from fivedocks.metrics import CREDIT_OPERATIONS
+from credits.models import CreditAccount, CreditHold, CreditTransaction
+from credits.selectors import OPEN_HOLDS_SQL, balance_from_database
+from fivedocks.errors import Conflict, DomainError, NotFound
+from fivedocks.metrics import CREDIT_HOLDS, CREDIT_OPERATIONS
 from fivedocks.signals import user_data_changed
 
 Type = CreditTransaction.Type
@@ -205,13 +207,24 @@ _UPDATE_SQL = f"""
  RETURNING balance, total_purchased, total_used, is_blocked
 """  # noqa: S608 - the table name is ours, every value is a parameter
 
-# The ledger row. A key this user already used inserts nothing (no row returned): the caller
-# rolls the balance change back and answers with the first result.
+_INSERTED_FIELDS = [f for f in _LEDGER_FIELDS if f.attname != "id"]
+
+# The ledger row, written only if the open holds leave room for a removal: the holds are summed
+# here, after the UPDATE above took the account's row lock, so this statement's snapshot sees
+# every hold committed by a transaction that held that lock before us (a hold is opened under
+# the same lock). A key this user already used inserts nothing either. The statement always
+# answers one row: the new id (NULL when nothing was inserted), the open-hold total and its
+# earliest expiry (the cache entry carries both).
 _INSERT_SQL = f"""
-    INSERT INTO {_LEDGER_TABLE} ({_LEDGER_COLUMNS})
-    VALUES ({", ".join("DEFAULT" if name == "id" else f"%({name})s" for name in _LEDGER_ATTNAMES)})
-        ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
- RETURNING id
+    WITH h AS ({OPEN_HOLDS_SQL}),
+    ins AS (
+        INSERT INTO {_LEDGER_TABLE} ({", ".join(f.column for f in _INSERTED_FIELDS)})
+        SELECT {", ".join(f"%({f.attname})s::{f.db_type(connection)}" for f in _INSERTED_FIELDS)}
+          FROM h WHERE %(amount)s >= 0 OR %(balance_after)s >= h.held
+            ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     RETURNING id
+    )
+    SELECT ins.id, h.held, h.held_until FROM h LEFT JOIN ins ON true
 """  # noqa: S608 - table and column names are ours, every value is a parameter
 
 # At most one row (unique per user and key). `.raw()` still applies the fields' converters.
@@ -266,66 +279,18 @@ def _apply_once(
     result is returned. An account is created only when the UPDATE finds none.
     """
     user_id = user.pk
-    if abs(amount) > MAX_CHANGE:
-        raise AmountOutOfRange(f"At most {MAX_CHANGE:,} credits can change in one operation.")
-    purchased, used = _totals_delta(kind, amount)
-    now = timezone.now()
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            account = {
-                "amount": amount,
-                "purchased": purchased,
-                "used": used,
-                "now": now,
-                "user_id": user_id,
-                "max_balance": MAX_BALANCE,
-            }
-            cursor.execute(_UPDATE_SQL, account)
-            row = cursor.fetchone()
-            if row is None:
-                # Not enough credits, or no account yet (a missing account reads as 0).
-                ensure_account(user_id=user_id)
-                cursor.execute(_UPDATE_SQL, account)
-                row = cursor.fetchone()
-            if row is None and amount > 0:
-                raise BalanceLimit(f"A balance cannot exceed {MAX_BALANCE:,} credits.")
-            if row is None:
-                raise InsufficientCredits(
-                    f"This needs {-amount} credits; the balance is lower.", required=-amount
-                )
-            balance, total_purchased, total_used, is_blocked = row
-            values = {
-                "amount": amount,
-                "type": kind,
-                "reason": reason,
-                "balance_after": balance,
-                "metadata": metadata or {},
-                "idempotency_key": idempotency_key or None,
-                "created_at": now,
-                "created_by_id": created_by.pk if created_by is not None else None,
-                "user_id": user_id,
-            }
-            cursor.execute(
-                _INSERT_SQL,
-                {**values, "metadata": _METADATA_FIELD.get_db_prep_save(values["metadata"], connection)},
+            entry = _write_change(
+                cursor,
+                user_id=user_id,
+                amount=amount,
+                kind=kind,
+                reason=reason,
+                idempotency_key=idempotency_key,
+                metadata=metadata,
+                created_by=created_by,
             )
-            inserted = cursor.fetchone()
-            if inserted is None:
-                raise _KeyAlreadyUsed
-            values["id"] = inserted[0]
-            entry = CreditTransaction.from_db(
-                connection.alias, _LEDGER_ATTNAMES, [values[name] for name in _LEDGER_ATTNAMES]
-            )
-            snapshot = balance_cache.BalanceSnapshot(
-                balance=balance,
-                total_purchased=total_purchased,
-                total_used=total_used,
-                is_blocked=is_blocked,
-                last_updated=now,
-                version=entry.pk,
-            )
-            transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
-            user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
     except (_KeyAlreadyUsed, InsufficientCredits, BalanceLimit, IntegrityError) as exc:
         # Rolled back, nothing changed. A key used before (perhaps by a concurrent request that
         # committed first) answers with its first result, even when the balance is now too low.
@@ -339,6 +304,95 @@ def _apply_once(
     if created_by is not None:
         entry.created_by = created_by
     return CreditResult(transaction=entry, replayed=False)
+
+
+def _write_change(
+    cursor,
+    *,
+    user_id: int,
+    amount: int,
+    kind: str,
+    reason: str,
+    idempotency_key: str | None,
+    metadata: dict | None,
+    created_by=None,
+) -> CreditTransaction:
+    """The balance UPDATE and the ledger INSERT, inside the caller's transaction.
+
+    Raises InsufficientCredits (the balance, or the balance minus the open holds, is short),
+    BalanceLimit or _KeyAlreadyUsed; the caller rolls back. The cache entry is replaced when
+    the caller's transaction commits.
+    """
+    if abs(amount) > MAX_CHANGE:
+        raise AmountOutOfRange(f"At most {MAX_CHANGE:,} credits can change in one operation.")
+    purchased, used = _totals_delta(kind, amount)
+    now = timezone.now()
+    account = {
+        "amount": amount,
+        "purchased": purchased,
+        "used": used,
+        "now": now,
+        "user_id": user_id,
+        "max_balance": MAX_BALANCE,
+    }
+    cursor.execute(_UPDATE_SQL, account)
+    row = cursor.fetchone()
+    if row is None:
+        # Not enough credits, or no account yet (a missing account reads as 0).
+        ensure_account(user_id=user_id)
+        cursor.execute(_UPDATE_SQL, account)
+        row = cursor.fetchone()
+    if row is None and amount > 0:
+        raise BalanceLimit(f"A balance cannot exceed {MAX_BALANCE:,} credits.")
+    if row is None:
+        raise InsufficientCredits(f"This needs {-amount} credits; the balance is lower.", required=-amount)
+    balance, total_purchased, total_used, is_blocked = row
+    values = {
+        "amount": amount,
+        "type": kind,
+        "reason": reason,
+        "balance_after": balance,
+        "metadata": metadata or {},
+        "idempotency_key": idempotency_key or None,
+        "created_at": now,
+        "created_by_id": created_by.pk if created_by is not None else None,
+        "user_id": user_id,
+    }
+    cursor.execute(
+        _INSERT_SQL,
+        {
+            **values,
+            "metadata": _METADATA_FIELD.get_db_prep_save(values["metadata"], connection),
+            "now": now,
+        },
+    )
+    inserted, held, held_until = cursor.fetchone()
+    if inserted is None:
+        if amount < 0 and balance < held:
+            raise InsufficientCredits(
+                f"This needs {-amount} credits; {balance - amount - held} are available "
+                f"({held} held for actions in progress).",
+                required=-amount,
+                available=balance - amount - held,
+            )
+        raise _KeyAlreadyUsed
+    values["id"] = inserted
+    entry = CreditTransaction.from_db(
+        connection.alias, _LEDGER_ATTNAMES, [values[name] for name in _LEDGER_ATTNAMES]
+    )
+    snapshot = balance_cache.BalanceSnapshot(
+        balance=balance,
+        total_purchased=total_purchased,
+        total_used=total_used,
+        is_blocked=is_blocked,
+        last_updated=now,
+        version=entry.pk,
+        held=held,
+        held_until=held_until,
+    )
+    transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
+    user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
+    return entry
 
 
 def _replay(*, user_id: int, idempotency_key: str, kind: str, amount: int) -> CreditResult | None:
@@ -383,6 +437,271 @@ def monthly_top_up(*, user, month: date | None = None) -> CreditResult | None:
         if not result.replayed:
             CreditAccount.objects.filter(user_id=user.pk).update(last_top_up=result.transaction.created_at)
     return result
+
+
+# --- holds: reserve, capture, release ----------------------------------------------------------
+
+
+class HoldNotFound(NotFound):
+    """No such hold."""
+
+    code = "hold_not_found"
+
+
+class HoldExpired(Conflict):
+    """The hold expired before it was settled; its credits are available again."""
+
+    code = "hold_expired"
+
+
+class HoldReleased(Conflict):
+    """The hold was released; it cannot be captured."""
+
+    code = "hold_released"
+
+
+class HoldCaptured(Conflict):
+    """The hold was captured; it cannot be released or captured for another amount."""
+
+    code = "hold_captured"
+
+
+class CaptureExceedsHold(DomainError):
+    """A capture may take at most the held amount."""
+
+    code = "capture_exceeds_hold"
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    hold: CreditHold
+    balance: int
+    available: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    hold: CreditHold
+    transaction: CreditTransaction
+    replayed: bool
+
+    @property
+    def balance(self) -> int:
+        return self.transaction.balance_after
+
+
+_HOLDS_TABLE = CreditHold._meta.db_table
+_LOCK_ACCOUNT_SQL = f"SELECT balance FROM {_TABLE} WHERE user_id = %s FOR UPDATE"  # noqa: S608
+
+# Opened under the account's row lock (taken by the statement before), with the open holds
+# summed in this later statement: its snapshot sees every hold and deduction committed by whoever
+# held the lock before, so concurrent holds can never reserve the same credits twice.
+_OPEN_HOLD_SQL = f"""
+    WITH h AS ({OPEN_HOLDS_SQL}),
+    ins AS (
+        INSERT INTO {_HOLDS_TABLE}
+               (user_id, amount, operation, status, owner, idempotency_key, expires_at, metadata, created_at)
+        SELECT %(user_id)s, %(amount)s, %(operation)s, 'open', %(owner)s, %(key)s, %(expires_at)s,
+               %(metadata)s::jsonb, %(now)s
+          FROM h WHERE %(balance)s - h.held >= %(amount)s
+            ON CONFLICT (user_id, idempotency_key) DO NOTHING
+     RETURNING id
+    )
+    SELECT ins.id, h.held FROM h LEFT JOIN ins ON true
+"""  # noqa: S608 - table names are ours, every value is a parameter
+
+# Settle an open, unexpired hold; a hold already settled or expired matches nothing and the
+# caller finds out why. Concurrent captures queue on the hold's row lock: the first wins, the
+# others re-check `status = 'open'` on the committed row and match nothing.
+_CAPTURE_SQL = f"""
+    UPDATE {_HOLDS_TABLE}
+       SET status = 'captured', captured_amount = COALESCE(%(amount)s, amount), settled_at = %(now)s
+     WHERE id = %(id)s AND owner = %(owner)s AND status = 'open' AND expires_at > %(now)s
+       AND amount >= COALESCE(%(amount)s, amount)
+ RETURNING user_id, amount, operation, idempotency_key, expires_at, metadata, created_at, captured_amount
+"""  # noqa: S608
+_RELEASE_SQL = f"""
+    UPDATE {_HOLDS_TABLE} SET status = 'released', settled_at = %(now)s
+     WHERE id = %(id)s AND owner = %(owner)s AND status = 'open' AND expires_at > %(now)s
+ RETURNING user_id
+"""  # noqa: S608
+
+
+def hold_ttl(ttl_seconds: int | None) -> timedelta:
+    ttl = settings.CREDIT_HOLD_TTL_SECONDS if ttl_seconds is None else ttl_seconds
+    if not 1 <= ttl <= settings.CREDIT_HOLD_MAX_TTL_SECONDS:
+        raise DomainError(
+            f"ttl_seconds must be between 1 and {settings.CREDIT_HOLD_MAX_TTL_SECONDS}.",
+            ttl_seconds=[f"Between 1 and {settings.CREDIT_HOLD_MAX_TTL_SECONDS}."],
+        )
+    return timedelta(seconds=ttl)
+
+
+def open_hold(
+    *,
+    user,
+    idempotency_key: str,
+    amount: int | None = None,
+    operation: str | None = None,
+    ttl_seconds: int | None = None,
+    owner: str = "",
+    metadata: dict | None = None,
+) -> HoldResult:
+    """Reserve credits for an action: an operation's cost or an amount, refused (402) when the
+    available credits (balance minus open holds) are short. A replayed key returns the first
+    hold, whatever its state now."""
+    if (amount is None) == (operation is None):
+        raise DomainError("Give either an operation or an amount.")
+    if operation is not None:
+        amount = operation_cost(operation)
+    if not 1 <= amount <= MAX_CHANGE:
+        raise AmountOutOfRange(f"A hold is 1 to {MAX_CHANGE:,} credits.")
+    if not idempotency_key:
+        raise DomainError("An idempotency key is required.", idempotency_key=["This field is required."])
+    ttl = hold_ttl(ttl_seconds)
+    now = timezone.now()
+    params = {
+        "user_id": user.pk,
+        "amount": amount,
+        "operation": operation or "",
+        "owner": owner,
+        "key": idempotency_key,
+        "expires_at": now + ttl,
+        "metadata": _dumps(metadata or {}),
+        "now": now,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_LOCK_ACCOUNT_SQL, [user.pk])
+        locked = cursor.fetchone()
+        balance = params["balance"] = locked[0] if locked else 0
+        cursor.execute(_OPEN_HOLD_SQL, params)
+        hold_id, held = cursor.fetchone()
+        if hold_id is not None:
+            transaction.on_commit(lambda: balance_cache.forget(user.pk))
+            hold = CreditHold(
+                id=hold_id,
+                user_id=user.pk,
+                amount=amount,
+                operation=params["operation"],
+                status=CreditHold.Status.OPEN,
+                owner=owner,
+                idempotency_key=idempotency_key,
+                expires_at=params["expires_at"],
+                metadata=metadata or {},
+                created_at=now,
+            )
+            CREDIT_HOLDS.labels("opened").inc()
+            return HoldResult(hold=hold, balance=balance, available=balance - held - amount, replayed=False)
+        previous = CreditHold.objects.filter(user_id=user.pk, idempotency_key=idempotency_key).first()
+    if previous is not None:
+        if previous.amount != amount or previous.operation != params["operation"]:
+            raise IdempotencyKeyReused(
+                f"Idempotency key {idempotency_key!r} was used for a hold of {previous.amount} credits."
+            )
+        CREDIT_HOLDS.labels("replayed").inc()
+        return HoldResult(hold=previous, balance=balance, available=balance - held, replayed=True)
+    CREDIT_HOLDS.labels("refused").inc()
+    raise InsufficientCredits(
+        f"This needs {amount} credits; {balance - held} are available"
+        + (f" ({held} held for actions in progress)." if held else "."),
+        required=amount,
+        available=balance - held,
+    )
+
+
+def capture_hold(*, hold_id: int, owner: str = "", amount: int | None = None) -> CaptureResult:
+    """Charge a hold: one deduction ledger row of `amount` (all of the hold by default, at most
+    all of it) carrying the hold id; what is not captured is available again. Idempotent: a
+    repeat returns the first capture's ledger row."""
+    if amount is not None and not 1 <= amount <= MAX_CHANGE:
+        raise AmountOutOfRange("A capture is at least 1 credit and at most the held amount.")
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_CAPTURE_SQL, {"id": hold_id, "owner": owner, "amount": amount, "now": now})
+        row = cursor.fetchone()
+        if row is not None:
+            user_id, held_amount, operation, key, expires_at, raw_metadata, created_at, captured = row
+            entry = _write_change(
+                cursor,
+                user_id=user_id,
+                amount=-captured,
+                kind=Type.DEDUCTION,
+                reason=operation or "hold capture",
+                idempotency_key=f"hold-capture:{hold_id}",
+                metadata={"hold_id": hold_id, **({"operation": operation} if operation else {})},
+            )
+            hold = CreditHold(
+                id=hold_id,
+                user_id=user_id,
+                amount=held_amount,
+                operation=operation,
+                status=CreditHold.Status.CAPTURED,
+                owner=owner,
+                idempotency_key=key,
+                expires_at=expires_at,
+                captured_amount=captured,
+                metadata=json.loads(raw_metadata) if isinstance(raw_metadata, str) else raw_metadata,
+                created_at=created_at,
+                settled_at=now,
+            )
+            CREDIT_HOLDS.labels("captured").inc()
+            return CaptureResult(hold=hold, transaction=entry, replayed=False)
+    hold = _unsettled_reason(hold_id=hold_id, owner=owner, action="capture", amount=amount, now=now)
+    entry = CreditTransaction.objects.get(user_id=hold.user_id, idempotency_key=f"hold-capture:{hold_id}")
+    return CaptureResult(hold=hold, transaction=entry, replayed=True)
+
+
+def release_hold(*, hold_id: int, owner: str = "") -> HoldResult:
+    """Give a hold's credits back without charging. Idempotent."""
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RELEASE_SQL, {"id": hold_id, "owner": owner, "now": now})
+        row = cursor.fetchone()
+        if row is not None:
+            (user_id,) = row
+            transaction.on_commit(lambda: balance_cache.forget(user_id))
+            CREDIT_HOLDS.labels("released").inc()
+            replayed = False
+    if row is None:
+        _unsettled_reason(hold_id=hold_id, owner=owner, action="release", amount=None, now=now)
+        replayed = True
+    hold = CreditHold.objects.get(pk=hold_id)
+    snapshot = balance_from_database(user_id=hold.user_id)
+    return HoldResult(hold=hold, balance=snapshot.balance, available=snapshot.available, replayed=replayed)
+
+
+def _unsettled_reason(*, hold_id: int, owner: str, action: str, amount: int | None, now) -> CreditHold:
+    """Why a capture or release matched nothing: returns the hold for an idempotent repeat,
+    raises for everything else."""
+    hold = CreditHold.objects.filter(pk=hold_id, owner=owner).first()
+    if hold is None:
+        raise HoldNotFound(f"No hold {hold_id}.")
+    if hold.status == CreditHold.Status.CAPTURED:
+        if action == "capture" and amount in (None, hold.captured_amount):
+            return hold
+        raise HoldCaptured(f"Hold {hold_id} was already captured ({hold.captured_amount} credits).")
+    if hold.status == CreditHold.Status.RELEASED:
+        if action == "release":
+            return hold
+        raise HoldReleased(f"Hold {hold_id} was released; it cannot be captured.")
+    if hold.expires_at <= now:
+        raise HoldExpired(f"Hold {hold_id} expired at {hold.expires_at.isoformat()}; it was not charged.")
+    if amount is not None and amount > hold.amount:
+        raise CaptureExceedsHold(f"Hold {hold_id} holds {hold.amount} credits; {amount} cannot be captured.")
+    raise Conflict(f"Hold {hold_id} changed while settling it; retry.")
+
+
+def purge_holds(*, older_than: timedelta, ids: Sequence[int] | None = None) -> int:
+    """Delete holds settled or expired more than `older_than` ago, among `ids` when given
+    (captures stay in the ledger, which carries the hold id). Returns how many were deleted."""
+    cutoff = timezone.now() - older_than
+    holds = CreditHold.objects.all() if ids is None else CreditHold.objects.filter(pk__in=ids)
+    with transaction.atomic():
+        settled = holds.exclude(status=CreditHold.Status.OPEN).filter(settled_at__lt=cutoff)
+        expired = holds.filter(status=CreditHold.Status.OPEN, expires_at__lt=cutoff)
+        deleted = settled.delete()[0] + expired.delete()[0]
+    return deleted
 
 
 # --- bulk load of migrated accounts (kvmigrate) ----------------------------------------------

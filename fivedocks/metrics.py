@@ -43,6 +43,18 @@ CREDIT_OPERATIONS = Counter(
     ["type", "result"],
     registry=REGISTRY,
 )
+CREDIT_HOLDS = Counter(
+    "fivedocks_credit_holds_total",
+    "Credit hold events: opened, captured, released, refused (credits short), replayed.",
+    ["event"],
+    registry=REGISTRY,
+)
+SERVICE_CALLS = Counter(
+    "fivedocks_service_calls_total",
+    "Service API calls by client, action and HTTP status.",
+    ["client", "action", "status"],
+    registry=REGISTRY,
+)
 WEBHOOK_EVENTS = Counter(
     "fivedocks_webhook_events_total",
     "Stripe webhook events by type and result.",
@@ -121,20 +133,29 @@ class ReplicaLagCollector(Collector):
         yield from (lag, up, usable)
 
 
-REPLICA_LAG_COLLECTOR = ReplicaLagCollector()
-REGISTRY.register(REPLICA_LAG_COLLECTOR)
+# Scrape-time collectors that read the database: the same answer from any worker, so they are
+# added to the multiprocess registry too.
+_DATABASE_COLLECTORS: list[Collector] = []
 
 
-def register_collector(collector: Collector) -> None:
+def register_collector(collector: Collector, *, reads_database: bool = False) -> None:
     """Apps add scrape-time collectors (kvmigrate progress, mirror lag) from their AppConfig.ready."""
     REGISTRY.register(collector)
+    if reads_database:
+        _DATABASE_COLLECTORS.append(collector)
+
+
+# Measured by this process at scrape time (not aggregated over workers).
+REPLICA_LAG_COLLECTOR = ReplicaLagCollector()
+register_collector(REPLICA_LAG_COLLECTOR, reads_database=True)
 
 
 def scrape_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        registry.register(REPLICA_LAG_COLLECTOR)  # measured at scrape time, not aggregated
+        for collector in _DATABASE_COLLECTORS:
+            registry.register(collector)
         return registry
     return REGISTRY
 

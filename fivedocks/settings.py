@@ -237,6 +237,10 @@ CREDIT_OPERATION_COSTS = {
     "search_extension": 110,
 }
 FREE_TIER_MONTHLY_CREDITS = 250
+# Credit holds (the service API): how long an unsettled hold reserves credits, and the longest
+# a caller may ask for. An expired hold stops counting at once (decided in the query itself).
+CREDIT_HOLD_TTL_SECONDS = env_int(env, "CREDIT_HOLD_TTL_SECONDS", 15 * 60)
+CREDIT_HOLD_MAX_TTL_SECONDS = env_int(env, "CREDIT_HOLD_MAX_TTL_SECONDS", 24 * 60 * 60)
 BILLING_PLANS = {
     "ugly-duckling": {
         "name": "Ugly Duckling",
@@ -263,6 +267,9 @@ BILLING_CANCEL_URL = env.str("BILLING_CANCEL_URL", default="http://127.0.0.1:800
 BILLING_PORTAL_RETURN_URL = env.str("BILLING_PORTAL_RETURN_URL", default="http://127.0.0.1:8000/billing")
 # Retries of idempotent Stripe calls on connection errors and retryable answers (the SDK's own logic).
 STRIPE_MAX_NETWORK_RETRIES = env_int(env, "STRIPE_MAX_NETWORK_RETRIES", 2)
+# The webhook's own body limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB, does not apply to it):
+# Stripe's largest events (invoices with many lines, objects with full metadata) stay far below.
+STRIPE_WEBHOOK_MAX_BYTES = env_int(env, "STRIPE_WEBHOOK_MAX_BYTES", 16 * 1024 * 1024)
 
 # --- Google / Gmail ------------------------------------------------------------------------
 GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="dev-client-id.apps.googleusercontent.com")

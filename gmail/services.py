@@ -120,13 +120,22 @@ def get_credentials(*, user) -> Credentials:
     into this module (`refresh_handler`), so every refresh is locked, saved and shared.
     Raises GmailNotConnected, GmailReconnectRequired (the grant is gone) or GmailUpstreamError.
     """
+    return _credentials(fresh_token(user=user))
+
+
+def fresh_token(*, user) -> GmailToken:
+    """The user's connection with an access token valid for at least REFRESH_MARGIN.
+
+    Refreshed first when needed, through the same locked, shared refresh as get_credentials:
+    however many callers ask at once, Google sees one refresh. Same errors as get_credentials.
+    """
     token = GmailToken.objects.filter(user_id=user.pk).first()
     if token is None:
         raise GmailNotConnected()
     _ensure_usable(token)
     if needs_refresh(token):
         token = _refresh_locked(user_id=user.pk)
-    return _credentials(token)
+    return token
 
 
 def _ensure_usable(token: GmailToken) -> None:

@@ -111,9 +111,11 @@ def _subscribe(user: User, *, plan: str) -> dict:
         "object": "invoice",
         "customer": customer_id,
         "subscription": subscription_id,
+        "billing_reason": "subscription_create",
+        "total": 900,
         "amount_paid": 900,
         "currency": "usd",
-        "lines": {"data": [{"price": {"id": price}}]},
+        "lines": {"data": [{"price": {"id": price}, "amount": 900, "proration": False}]},
     }
     _webhook("invoice.paid", invoice, now - 30)
     return {"customer_id": customer_id, "subscription_id": subscription_id, "plan": plan}

@@ -9,8 +9,8 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
-from billing.models import Subscription, WebhookEvent
-from billing.tests.conftest import deliver, event, invoice_object
+from billing.models import PriceMapping, Subscription, WebhookEvent
+from billing.tests.conftest import deliver, event, invoice_line, invoice_object, subscription_object
 from credits.models import CreditAccount
 from credits.tests.factories import CreditAccountFactory
 
@@ -92,23 +92,30 @@ def test_only_the_plan_name_is_editable_and_goes_through_the_service(admin_clien
     assert admin_client.post(f"{LIST}{row.pk}/delete/").status_code == 403
 
 
-def test_webhook_events_are_read_only_and_failed_ones_reprocess(admin_client, api_client, user):
-    deliver(api_client, event("invoice.paid", invoice_object("in_1", customer="cus_z", subscription="sub_z")))
+def test_webhook_events_are_read_only_and_failed_ones_reprocess(admin_client, api_client, customer_row):
+    deliver(api_client, event("customer.subscription.created", subscription_object(), created=1_730_500_000))
+    paid = invoice_object("in_1", lines=[invoice_line(price="price_staff_only", amount=2500)])
+    deliver(api_client, event("invoice.paid", paid))
     deliver(api_client, event("charge.refunded", {"id": "ch_1", "object": "charge"}))
     failed = WebhookEvent.objects.get(type="invoice.paid")
     assert failed.status == "failed"
     page = admin_client.get(f"/admin/billing/webhookevent/{failed.pk}/change/")
-    assert page.status_code == 200 and "no user for customer" in page.text and "in_1" in page.text
+    assert page.status_code == 200 and "is not a known plan" in page.text and "in_1" in page.text
     assert admin_client.get("/admin/billing/webhookevent/add/").status_code == 403
 
-    Subscription.objects.create(user=user, stripe_customer_id="cus_z", plan_type="ugly-duckling")
+    PriceMapping.objects.create(stripe_price_id="price_staff_only", plan="ugly-duckling")
     response = admin_client.post(
         "/admin/billing/webhookevent/",
-        {"action": "reprocess", "_selected_action": [str(e.pk) for e in WebhookEvent.objects.all()]},
+        {
+            "action": "reprocess",
+            "_selected_action": [
+                str(e.pk) for e in WebhookEvent.objects.exclude(type__startswith="customer.")
+            ],
+        },
         follow=True,
     )
     assert response.status_code == 200
-    assert "Reprocessed 1; failed again 0; skipped 1" in response.text
+    assert "Reprocessed 1; failed or unmatched again 0; skipped 1" in response.text
     failed.refresh_from_db()
     assert failed.status == "processed"
-    assert CreditAccount.objects.get(user=user).balance == 5000
+    assert CreditAccount.objects.get(user=customer_row.user).balance == 5000

@@ -161,6 +161,8 @@ def test_subscription_of_a_user_without_one_is_the_free_tier(user_client):
         "current_period_start": None,
         "current_period_end": None,
         "cancel_at_period_end": False,
+        "cancelling": False,
+        "cancel_at": None,
         "has_billing_account": False,
     }
 

@@ -11,7 +11,14 @@ from django.test import Client
 from billing import services
 from billing.models import Subscription, WebhookEvent
 from billing.testing import signed_payload
-from billing.tests.conftest import WEBHOOK_URL, deliver, event, invoice_object, subscription_object
+from billing.tests.conftest import (
+    WEBHOOK_URL,
+    deliver,
+    event,
+    invoice_line,
+    invoice_object,
+    subscription_object,
+)
 from credits.models import CreditAccount, CreditTransaction
 
 pytestmark = pytest.mark.django_db
@@ -237,7 +244,7 @@ def test_checkout_completed_links_the_subscription(api_client, customer_row):
     row = Subscription.objects.get()
     assert (row.stripe_subscription_id, row.plan_type) == ("sub_77", "duckin-awesome")
     assert row.status == "none"  # the subscription's own events carry its status
-    assert row.metadata["last_checkout_session"] == "cs_test_1"
+    assert row.metadata["last_checkout_session"]["id"] == "cs_test_1"
 
 
 def test_payment_failed_marks_past_due_and_records_the_failure(api_client, customer_row):
@@ -269,33 +276,31 @@ def test_unknown_event_type_is_stored_and_acknowledged(api_client):
 
 
 # --- failures -----------------------------------------------------------------------------
-def test_a_failing_handler_leaves_the_event_failed_and_reprocessable(api_client, user):
-    evt = event(
-        "invoice.paid", invoice_object("in_5", customer="cus_unknown", subscription="sub_x"), created=T
-    )
-    response = deliver(api_client, evt)
+def test_a_failing_handler_leaves_the_event_failed_and_reprocessable(api_client, customer_row):
+    deliver(api_client, event("customer.subscription.created", subscription_object(), created=T))
+    paid = invoice_object("in_5", lines=[invoice_line(price="price_unmapped", amount=2500)])
+    response = deliver(api_client, event("invoice.paid", paid, created=T + 1))
     assert response.status_code == 500 and response.json()["code"] == "webhook_handler_failed"
-    stored = WebhookEvent.objects.get()
+    stored = WebhookEvent.objects.get(type="invoice.paid")
     assert stored.status == "failed" and stored.attempts == 1
-    assert "no user for customer 'cus_unknown'" in stored.error
-    # The cause is fixed (the customer now belongs to the user); staff reprocess it.
-    Subscription.objects.create(user=user, stripe_customer_id="cus_unknown", plan_type="ugly-duckling")
+    assert "'price_unmapped'" in stored.error and "is not a known plan" in stored.error
+    # The cause is fixed (staff map the price); staff reprocess it.
+    services.map_price(stripe_price_id="price_unmapped", plan="ugly-duckling")
     result = services.reprocess_event(event=stored)
     assert result.status == "processed" and result.attempts == 2 and result.error == ""
-    assert balance(user) == 5000
+    assert balance(customer_row.user) == 5000
     with pytest.raises(services.NotReprocessable):
         services.reprocess_event(event=result)
 
 
-def test_stripe_redelivering_a_failed_event_retries_it(api_client, user):
-    evt = event(
-        "invoice.paid", invoice_object("in_6", customer="cus_late", subscription="sub_late"), created=T
-    )
+def test_stripe_redelivering_a_failed_event_retries_it(api_client, customer_row):
+    paid = invoice_object("in_6", lines=[invoice_line(price="price_late", amount=2500)])
+    evt = event("invoice.paid", paid, created=T)
     assert deliver(api_client, evt).status_code == 500
-    Subscription.objects.create(user=user, stripe_customer_id="cus_late", plan_type="ugly-duckling")
+    services.map_price(stripe_price_id="price_late", plan="ugly-duckling")
     response = deliver(api_client, evt)
     assert response.status_code == 200 and response.json()["status"] == "processed"
-    assert WebhookEvent.objects.get().attempts == 2 and balance(user) == 5000
+    assert WebhookEvent.objects.get().attempts == 2 and balance(customer_row.user) == 5000
 
 
 def test_a_failed_handler_writes_nothing_but_the_event_status(api_client, customer_row, monkeypatch):
@@ -323,8 +328,9 @@ def test_an_unknown_plan_fails_until_staff_map_it(api_client, customer_row):
     paid["lines"]["data"][0]["pricing"]["price_details"]["price"] = "price_legacy"
     assert deliver(api_client, event("invoice.paid", paid, created=T + 1)).status_code == 500
     stored = WebhookEvent.objects.get(type="invoice.paid")
-    assert "not in BILLING_PLANS" in stored.error and balance(customer_row.user) == 0
-    services.set_plan_type(subscription=customer_row, plan_type="duckin-awesome")
+    assert "is not a known plan" in stored.error and balance(customer_row.user) == 0
+    services.map_price(stripe_price_id="price_legacy", plan="duckin-awesome")
+    assert Subscription.objects.get().plan_type == "duckin-awesome"  # the mapping applies at once
     assert services.reprocess_event(event=stored).status == "processed"
     assert balance(customer_row.user) == 15000
 
@@ -351,3 +357,20 @@ def test_webhook_events_are_counted_by_type_and_result(api_client, customer_row)
     )
     after = (count(evt["type"], "processed"), count(evt["type"], "duplicate"), count("unknown", "invalid"))
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+
+
+def test_a_client_reference_id_alone_links_nobody(api_client, user):
+    """Any product on the Stripe account may set `client_reference_id`: fivedocks' checkouts also
+    write `user_id` in the metadata, and only that (or the platform's keys) is trusted."""
+    session = {
+        "id": "cs_other_product",
+        "object": "checkout.session",
+        "mode": "subscription",
+        "customer": "cus_other_product",
+        "subscription": "sub_other_product",
+        "client_reference_id": str(user.pk),
+        "metadata": {},
+    }
+    response = deliver(api_client, event("checkout.session.completed", session, created=T))
+    assert response.status_code == 200 and response.json()["status"] == "unmatched"
+    assert not Subscription.objects.filter(user=user).exists()

@@ -214,3 +214,15 @@ def test_the_server_refusing_a_write_is_reported(replit_server, fast_retries):
     writer = ReplitWriter(replit_server.url, policy=fast_retries)
     with pytest.raises(SourceError, match=r"HTTP 413.*at most 5000 keys"):
         writer.set_many([("one-more", "v")])
+
+
+def test_retries_are_never_logged_with_the_token(replit_server, fast_retries, caplog):
+    """urllib3 logs each retry with the request path, which holds the database's secret token."""
+    replit_server.store.set_many([("k", "v")])
+    replit_server.faults.fail_first = 3
+    caplog.set_level("DEBUG")
+    source = ReplitSource(replit_server.url, policy=fast_retries)
+    assert source.get("k") == "v"
+    assert source.counters["retries"] == 3
+    assert "/v0/***" in caplog.text  # urllib3 did log the requests and retries...
+    assert _token(replit_server) not in caplog.text  # ...without the token

@@ -42,6 +42,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--report", help="write the summary as JSON to this path")
         parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=services.DEFAULT_CONCURRENCY,
+            help="requests in flight to a Replit Database (default %(default)s; raise it with the latency)",
+        )
+        parser.add_argument(
             "--users-from", help="import users first: postgres:// URL, CSV or JSON Lines export"
         )
         parser.add_argument("--users-table", default=users.DEFAULT_TABLE, help="table of --users-from URL")
@@ -65,6 +71,7 @@ class Command(BaseCommand):
             users_table=opts["users_table"],
             users_columns=tuple(c.strip() for c in opts["users_columns"].split(",")),
             progress=services.stderr_is_tty(),
+            concurrency=opts["concurrency"],
         )
         try:
             result = services.execute(options)
