@@ -178,28 +178,18 @@ def reading(*, user_id: int | None = None) -> Iterator[str]:
         state.choice = was
 
 
-def _on_user_data_changed(sender, *, user_id: int, **kwargs) -> None:
+def _on_user_data_changed(domain: str, user_id: int) -> None:
     note_write(user_id=user_id)
 
 
-def _on_user_model_saved(sender, instance, **kwargs) -> None:
-    note_write(user_id=getattr(instance, "user_id", None))
-
-
 def connect_signals() -> None:
-    """Every committed change to a user's data pins that user to the primary for a while: the
-    services' `user_data_changed` (credits, notifications) and the ORM-written subscriptions and
-    Gmail connections (a webhook or a token refresh, not only the user's own requests)."""
-    from django.apps import apps
-    from django.db.models.signals import post_delete, post_save
+    """Every committed change to a user's data pins that user to the primary for a while:
+    whatever the services report through `fivedocks.changes.user_data_changed` (credits,
+    notifications, subscriptions, Gmail connections; a webhook, a token refresh or staff as well
+    as the user's own requests)."""
+    from fivedocks import changes
 
-    from fivedocks.signals import user_data_changed
-
-    user_data_changed.connect(_on_user_data_changed, dispatch_uid="replicas-read-your-writes")
-    for label in ("billing.Subscription", "gmail.GmailToken"):
-        model = apps.get_model(label)
-        post_save.connect(_on_user_model_saved, sender=model, dispatch_uid=f"replicas-ryw-save-{label}")
-        post_delete.connect(_on_user_model_saved, sender=model, dispatch_uid=f"replicas-ryw-delete-{label}")
+    changes.subscribe(_on_user_data_changed)
 
 
 class ReplicaRouter:
