@@ -207,7 +207,8 @@ def running_server(
     server, its migrations and its seed reach the database through PgBouncer, as in production
     (docs/scaling.md): DATABASE_PGBOUNCER=1, and DATABASE_DIRECT_URL for the session locks.
     """
-    name = f"test_fd_e2e_{os.getpid()}"
+    # Unique beyond this machine's pids: test runs in other containers may share the server.
+    name = f"test_fd_e2e_{os.getpid()}_{secrets.token_hex(3)}"
     admin = _connection_kwargs(db_settings)
     static_root = Path(tempfile.mkdtemp(prefix="fd-e2e-static-"))
     OUTPUT.mkdir(exist_ok=True)
