@@ -7,6 +7,7 @@ import secrets
 import pytest
 
 from billing.testing import StripeStandIn
+from fiveducks.testing import FirebaseCerts, PlatformDatabase
 from gmail.testing import FakeGoogle
 from tests.liveserver import LiveServer, running_server
 from tests.pgcluster import pgbouncer
@@ -22,8 +23,18 @@ def outside_server() -> LiveServer:
     from django.conf import settings
 
     client_id, client_secret = "e2e-client.apps.googleusercontent.com", secrets.token_urlsafe(16)
-    with StripeStandIn() as stripe, FakeGoogle(client_id=client_id, client_secret=client_secret) as google:
+    platform = PlatformDatabase(settings.DATABASES["default"])
+    with (
+        StripeStandIn() as stripe,
+        FakeGoogle(client_id=client_id, client_secret=client_secret) as google,
+        FirebaseCerts() as firebase,
+    ):
         env = {
+            # The 5Ducks platform's logins (docs/platform.md), against local stand-ins.
+            "FIREBASE_PROJECT_ID": firebase.project_id,
+            "FIREBASE_CERTS_URL": firebase.url,
+            "PLATFORM_DATABASE_URL": platform.url,
+            "PLATFORM_SESSION_SECRET": platform.secret,
             "STRIPE_SECRET_KEY": f"sk_test_{secrets.token_hex(12)}",
             "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
             "STRIPE_API_BASE": stripe.url,
@@ -37,18 +48,23 @@ def outside_server() -> LiveServer:
             "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the stand-in speaks plain http
         }
         db = settings.DATABASES["default"]
-        # Through a real PgBouncer in transaction mode, as deployed (docs/scaling.md).
-        with (
-            pgbouncer(
-                host=db.get("HOST") or "127.0.0.1",
-                port=int(db.get("PORT") or 5432),
-                user=db.get("USER") or "postgres",
-                password=str(db.get("PASSWORD") or ""),
-            ) as bouncer,
-            running_server(db, extra_env=env, pgbouncer_port=bouncer.port) as server,
-        ):
-            server.pgbouncer = bouncer
-            yield server
+        try:
+            # Through a real PgBouncer in transaction mode, as deployed (docs/scaling.md).
+            with (
+                pgbouncer(
+                    host=db.get("HOST") or "127.0.0.1",
+                    port=int(db.get("PORT") or 5432),
+                    user=db.get("USER") or "postgres",
+                    password=str(db.get("PASSWORD") or ""),
+                ) as bouncer,
+                running_server(db, extra_env=env, pgbouncer_port=bouncer.port) as server,
+            ):
+                server.pgbouncer = bouncer
+                server.firebase = firebase
+                server.platform = platform
+                yield server
+        finally:
+            platform.drop()
 
 
 @pytest.fixture(scope="session")
