@@ -18,10 +18,13 @@ from billing.models import (
     WebhookEventStatus,
 )
 from credits.models import CreditTransaction
+from fivedocks.replicas import read_alias
 
 
-def get_subscription(*, user) -> Subscription | None:
-    return Subscription.objects.filter(user=user).first()
+def get_subscription(*, user, replica: bool = False) -> Subscription | None:
+    """The user's subscription; `replica=True` lets a display read come from a replica."""
+    alias = read_alias(user_id=user.pk) if replica else "default"
+    return Subscription.objects.using(alias).filter(user=user).first()
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def subscription_summary(*, user) -> dict:
     due, canceled, ...) falls back to the free tier's allowance. An unknown plan grants nothing
     until staff map it.
     """
-    row = get_subscription(user=user)
+    row = get_subscription(user=user, replica=True)
     status = row.status if row else SubscriptionStatus.NONE
     plan_key = row.plan_type if row else ""
     catalogue_plan = plans.get_plan(plan_key)
@@ -85,7 +88,8 @@ def users_with_credits_above_and_active_subscription(*, min_credits: int) -> Que
     the balance, status and plan annotated. Highest balance first."""
     return (
         get_user_model()
-        .objects.filter(
+        .objects.using(read_alias())
+        .filter(
             credit_account__balance__gt=min_credits,
             subscription__status__in=ACTIVE_STATUSES,
         )

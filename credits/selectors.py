@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from credits import cache as balance_cache
 from credits.models import CreditAccount, CreditHold, CreditTransaction
+from fivedocks.replicas import read_alias
 
 
 def get_balance(*, user_id: int) -> balance_cache.BalanceSnapshot:
@@ -43,6 +44,8 @@ _BALANCE_SQL = f"""
 
 
 def balance_from_database(*, user_id: int) -> balance_cache.BalanceSnapshot:
+    # Always the primary: this refills the cache, and a value read from a late replica would
+    # stay there for the entry's whole life.
     # A primary-key lookup on every cache miss: raw SQL, since the ORM's compiler (run twice
     # under cachalot, which computes a cache key before finding the table uncachable) and
     # `.first()`'s ORDER BY cost several times the query itself.
@@ -78,8 +81,8 @@ def transaction_history(
     created_from: datetime | None = None,
     created_to: datetime | None = None,
 ) -> QuerySet[CreditTransaction]:
-    """Newest first."""
-    qs = CreditTransaction.objects.filter(user_id=user_id)
+    """Newest first; from a replica unless the user just wrote (fivedocks/replicas.py)."""
+    qs = CreditTransaction.objects.using(read_alias(user_id=user_id)).filter(user_id=user_id)
     if types:
         qs = qs.filter(type__in=types)
     if created_from:

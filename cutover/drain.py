@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -92,7 +93,10 @@ def drain(
     writer = open_writer(target, **(writer_options or {}))
     backoff = 0.5
     try:
-        with connection.cursor() as cursor:
+        # A session lock: on the direct connection to the primary (DATABASE_DIRECT_URL) when the
+        # default one goes through PgBouncer in transaction mode, where a session is not kept.
+        lock_connection = connections[settings.DIRECT_DATABASE_ALIAS]
+        with lock_connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_ID])
             if not cursor.fetchone()[0]:
                 raise SourceError("another kvmirror drainer is running")
@@ -132,7 +136,7 @@ def drain(
                 stats.deleted += sum(1 for _, value in items if value is None)
                 stats.written += sum(1 for _, value in items if value is not None)
         finally:
-            with connection.cursor() as cursor:
+            with lock_connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_ID])
     finally:
         writer.close()

@@ -18,7 +18,7 @@ only on this module. Until it is installed (or with no cutover app) both calls d
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -54,9 +54,21 @@ def guard_writes(domain: str) -> None:
         _tracker.guard(domain)
 
 
+_subscribers: list[Callable[[str, int], None]] = []
+
+
+def subscribe(callback: Callable[[str, int], None]) -> None:
+    """Also call `callback(domain, user_id)` on every change (the read-your-writes markers of
+    fivedocks/replicas.py), inside the writing transaction."""
+    if callback not in _subscribers:
+        _subscribers.append(callback)
+
+
 def user_data_changed(*, domain: str, user_id: int) -> None:
     """Say, inside the writing transaction, that this user's `domain` data changed."""
     _tracker.changed(domain, user_id)
+    for callback in _subscribers:
+        callback(domain, user_id)
 
 
 @contextmanager

@@ -312,7 +312,8 @@ def fill(key: str, value, timeout: float | None, token: tuple[int, int] | None) 
 
 def listener_connection_kwargs() -> dict:
     """A direct connection of its own (LISTEN needs a session, not a pooled transaction)."""
-    db = settings.DATABASES[DEFAULT_DB_ALIAS]
+    # DATABASE_DIRECT_URL when set: through PgBouncer in transaction mode LISTEN would not hold.
+    db = settings.DATABASES[settings.DIRECT_DATABASE_ALIAS]
     kwargs = {
         "dbname": db["NAME"],
         "user": db.get("USER") or None,

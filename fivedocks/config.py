@@ -19,22 +19,21 @@ POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "psql"}
 LOCMEM_MAX_ENTRIES = 100_000
 
 
-def database_from_url(url: str, *, pool: bool, pool_max: int) -> dict:
+def database_from_url(url: str, *, pool: bool, pool_max: int, name: str = "DATABASE_URL") -> dict:
     """Parse DATABASE_URL, accepting PostgreSQL only (the project's single source of truth)."""
     parts = urlsplit(url)
     if parts.scheme not in POSTGRES_SCHEMES:
         shown = parts.scheme or "none"
         raise ConfigError(
-            f"DATABASE_URL must be a PostgreSQL URL like postgres://user@host:5432/dbname "
-            f"(scheme given: {shown})"
+            f"{name} must be a PostgreSQL URL like postgres://user@host:5432/dbname (scheme given: {shown})"
         )
     if not parts.path.strip("/"):
-        raise ConfigError("DATABASE_URL names no database (postgres://user@host:5432/dbname)")
+        raise ConfigError(f"{name} names no database (postgres://user@host:5432/dbname)")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
         config = environ.Env.db_url_config(url)
     except (ValueError, ImproperlyConfigured) as exc:
-        raise ConfigError(f"DATABASE_URL is malformed: {exc.__class__.__name__}") from None
+        raise ConfigError(f"{name} is malformed: {exc.__class__.__name__}") from None
     config["ENGINE"] = "django.db.backends.postgresql"
     # A Unix-socket folder comes as `?host=/path` (or a %2F-quoted host): HOST holds it either way,
     # so whatever reads the settings (psql, libpq keywords, test helpers) finds the server there.
@@ -59,6 +58,30 @@ def database_url(db: dict, name: str | None = None) -> str:
     if host.startswith("/"):
         return f"postgres://{user}{password}@:{port}/{dbname}?host={quote(host, safe='')}"
     return f"postgres://{user}{password}@{host or '127.0.0.1'}:{port}/{dbname}"
+
+
+def for_transaction_pooling(config: dict) -> dict:
+    """What PgBouncer in transaction mode needs: consecutive transactions of one client may run on
+    different server connections, so nothing may outlive a transaction on the server. psycopg
+    prepares a statement after 5 runs (`prepare_threshold`): off. A server-side cursor outside a
+    transaction (`.iterator()`) would be lost: Django's DISABLE_SERVER_SIDE_CURSORS."""
+    config.setdefault("OPTIONS", {})["prepare_threshold"] = None
+    config["DISABLE_SERVER_SIDE_CURSORS"] = True
+    return config
+
+
+def replica_database(url: str, *, index: int, connect_timeout: int) -> dict:
+    """A read-only alias on a streaming replica (DATABASE_REPLICA_URLS).
+
+    Persistent connections checked at the start of each request rather than a pool: a pool's
+    connection attempts to a replica that is down would make a request wait for the pool's
+    timeout, where a plain connection is refused at once (or after `connect_timeout`).
+    """
+    config = database_from_url(url, pool=False, pool_max=0, name=f"DATABASE_REPLICA_URLS (entry {index})")
+    config.setdefault("OPTIONS", {})["connect_timeout"] = connect_timeout
+    # Tests: the alias reads the test database of the primary it replicates.
+    config["TEST"] = {"MIRROR": "default"}
+    return config
 
 
 def with_connection_options(config: dict, *, pool: bool, pool_max: int) -> dict:
@@ -103,6 +126,19 @@ def env_bool(env: environ.Env, name: str, default: bool) -> bool:
     if value in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"{name} must be one of 1/0, true/false, yes/no, on/off (got {raw!r})")
+
+
+def env_float(env: environ.Env, name: str, default: float) -> float:
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number (got {raw!r})") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative (got {raw!r})")
+    return value
 
 
 def env_int(env: environ.Env, name: str, default: int) -> int:

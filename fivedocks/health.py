@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 
-from fivedocks import coherence
+from fivedocks import coherence, replicas
 
 
 def _error(exc: BaseException) -> str:
@@ -78,6 +78,9 @@ def healthz(request):
         result = check()
         if result is not None:
             checks[name] = result
+    # One check per streaming replica, `replica:<alias>` (fivedocks/replicas.py): a replica down
+    # or late costs speed (its reads go to the primary), never answers, so it is not essential.
+    checks.update(replicas.health_checks())
     essential_ok = all(checks[name]["ok"] for name in ESSENTIAL if name in checks)
     healthy = all(result["ok"] for result in checks.values())
     return JsonResponse(

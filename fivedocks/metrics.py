@@ -109,6 +109,44 @@ class ConnectionPoolCollector(Collector):
 
 REGISTRY.register(ConnectionPoolCollector())
 
+
+class ReplicaLagCollector(Collector):
+    """Each streaming replica's lag and reachability, as this process last measured them
+    (probed at scrape time when older than REPLICA_CHECK_SECONDS; fivedocks/replicas.py)."""
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registration asks for the names: answered without touching settings (this module is
+        # imported while the settings load).
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "fivedocks_db_replica_lag_seconds",
+            "Replica lag: 0 when it replayed all it received, else the age of its last replayed transaction.",
+            labels=["alias"],
+        )
+        up = GaugeMetricFamily("fivedocks_db_replica_up", "1 when the replica answers.", labels=["alias"])
+        usable = GaugeMetricFamily(
+            "fivedocks_db_replica_usable", "1 when reads may go to the replica.", labels=["alias"]
+        )
+        return lag, up, usable
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from django.conf import settings
+
+        from fivedocks.replicas import MONITOR, replica_aliases
+
+        lag, up, usable = self._families()
+        for alias in replica_aliases():
+            status = MONITOR.status(alias)
+            if status.lag_seconds is not None:
+                lag.add_metric([alias], status.lag_seconds)
+            up.add_metric([alias], 1 if status.up else 0)
+            late = status.lag_seconds is None or status.lag_seconds > settings.REPLICA_MAX_LAG_SECONDS
+            usable.add_metric([alias], 0 if late or not status.up else 1)
+        yield from (lag, up, usable)
+
+
 # Scrape-time collectors that read the database: the same answer from any worker, so they are
 # added to the multiprocess registry too.
 _DATABASE_COLLECTORS: list[Collector] = []
@@ -122,6 +160,11 @@ def register_collector(collector: Collector, *, reads_database: bool = True) -> 
     REGISTRY.register(collector)
     if reads_database:
         _DATABASE_COLLECTORS.append(collector)
+
+
+# Measured by this process at scrape time (not aggregated over workers).
+REPLICA_LAG_COLLECTOR = ReplicaLagCollector()
+register_collector(REPLICA_LAG_COLLECTOR, reads_database=True)
 
 
 def scrape_registry() -> CollectorRegistry:

@@ -13,8 +13,11 @@ from fivedocks.config import (
     cache_from_url,
     database_from_url,
     env_bool,
+    env_float,
     env_int,
+    for_transaction_pooling,
     platform_session_secrets,
+    replica_database,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -62,6 +65,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "fivedocks.middleware.ObservabilityMiddleware",
     "fivedocks.middleware.LocalCacheCoherenceMiddleware",
+    "fivedocks.replicas.ReadRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",  # a Content-Security-Policy on every answer
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -137,6 +141,39 @@ if not _database_url:
     )
 DATABASES = {"default": database_from_url(_database_url, pool=DB_POOL, pool_max=DB_POOL_MAX)}
 
+# Scaling out (docs/scaling.md). DATABASE_URL may point at PgBouncer in transaction mode:
+# DATABASE_PGBOUNCER=1 sets what that mode needs (no prepared statements, no server-side cursors
+# outside transactions), and DATABASE_DIRECT_URL reaches the primary itself for what needs a
+# session (advisory locks held across transactions; the cache listener's LISTEN).
+DATABASE_PGBOUNCER = env_bool(env, "DATABASE_PGBOUNCER", False)
+if DATABASE_PGBOUNCER:
+    for_transaction_pooling(DATABASES["default"])
+_direct_url = env.str("DATABASE_DIRECT_URL", default="")
+if _direct_url:
+    DATABASES["direct"] = database_from_url(_direct_url, pool=False, pool_max=0, name="DATABASE_DIRECT_URL")
+    DATABASES["direct"]["CONN_MAX_AGE"] = 0
+    DATABASES["direct"]["TEST"] = {"MIRROR": "default"}
+DIRECT_DATABASE_ALIAS = "direct" if _direct_url else "default"
+# Streaming replicas, read by selectors and admin lists (fivedocks/replicas.py); zero or more.
+REPLICA_CONNECT_TIMEOUT = env_int(env, "REPLICA_CONNECT_TIMEOUT", 2)
+DATABASE_REPLICAS: list[str] = []
+for _index, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), start=1):
+    DATABASES[f"replica_{_index}"] = replica_database(
+        _url.strip(), index=_index, connect_timeout=REPLICA_CONNECT_TIMEOUT
+    )
+    if DATABASE_PGBOUNCER:
+        for_transaction_pooling(DATABASES[f"replica_{_index}"])
+    DATABASE_REPLICAS.append(f"replica_{_index}")
+if DATABASE_REPLICAS:
+    DATABASE_ROUTERS = ["fivedocks.replicas.ReplicaRouter"]
+# A replica later than this is skipped (its reads go to the primary).
+REPLICA_MAX_LAG_SECONDS = env_float(env, "REPLICA_MAX_LAG_SECONDS", 5.0)
+# A user whose data changed reads from the primary for this long (0: off).
+READ_YOUR_WRITES_SECONDS = env_int(env, "READ_YOUR_WRITES_SECONDS", 10)
+READ_YOUR_WRITES_CACHE = "default"
+# How often each process measures each replica's lag.
+REPLICA_CHECK_SECONDS = env_float(env, "REPLICA_CHECK_SECONDS", 1.0)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
@@ -151,6 +188,9 @@ CACHALOT_ENABLED = env_bool(env, "CACHALOT_ENABLED", True)
 CACHALOT_TIMEOUT = env_int(env, "CACHALOT_TIMEOUT", 300)
 # Our engine is Django's PostgreSQL backend plus the cache broadcast (fivedocks/db/base.py).
 CACHALOT_ADDITIONAL_SUPPORTED_DATABASES = frozenset({"fivedocks.db"})
+# The primary only: cachalot's keys include the alias, so a write on the primary would never
+# invalidate results cached from a replica.
+CACHALOT_DATABASES = ["default"]
 # Cachalot caches only the read-mostly tables; balances have their own per-user entries.
 CACHALOT_ONLY_CACHABLE_TABLES = frozenset({"users", "subscriptions", "user_notifications"})
 CREDITS_BALANCE_CACHE_TTL = env_int(env, "CREDITS_BALANCE_CACHE_TTL", 60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 
+from fivedocks.replicas import read_alias
 from gmail.models import GmailToken
 
 TOKEN_FIELDS = ("access_token", "refresh_token")
@@ -24,8 +25,9 @@ def connections() -> QuerySet[GmailToken]:
 
 
 def connection_for(*, user) -> GmailToken | None:
-    """The user's connection (tokens not loaded), or None."""
-    return connections().filter(user_id=user.pk).first()
+    """The user's connection (tokens not loaded), or None; from a replica unless the user just
+    wrote (the status page: a token refresh or revocation reads the primary in its service)."""
+    return connections().using(read_alias(user_id=user.pk)).filter(user_id=user.pk).first()
 
 
 def active_user(*, user_id: int | None):

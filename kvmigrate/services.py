@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, reset_queries, transaction
+from django.conf import settings
+from django.db import connection, connections, reset_queries, transaction
 from django.utils import timezone
 
 from . import report, users
@@ -137,14 +138,21 @@ def execute(options: Options) -> Result:
     counts = Counts()
     progress = _Progress(options.progress)
     run: MigrationRun | None = None
-    with connection.cursor() as cursor:
+    # A session lock: on the direct connection to the primary (DATABASE_DIRECT_URL) when the
+    # default one goes through PgBouncer in transaction mode, where a session is not kept.
+    lock_connection = connections[settings.DIRECT_DATABASE_ALIAS]
+    with lock_connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_ID])
         if not cursor.fetchone()[0]:
             raise RunFailed("another kvmigrate run holds the lock on this database; try again when it ends")
-        # A batch's commit need not wait for its WAL flush: a server crash could lose the last
-        # few committed batches, and their fingerprints with them (same transactions), so the
-        # next run simply moves them again.
-        cursor.execute("SET synchronous_commit TO off")
+    # A batch's commit need not wait for its WAL flush: a server crash could lose the last
+    # few committed batches, and their fingerprints with them (same transactions), so the
+    # next run simply moves them again. A session setting: not through PgBouncer, where it
+    # would stay on a server connection that other clients then use.
+    session_settings = not settings.DATABASE_PGBOUNCER
+    if session_settings:
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO off")
     try:
         if not options.dry_run:
             MigrationRun.objects.filter(status=MigrationRun.Status.RUNNING).update(
@@ -194,8 +202,10 @@ def execute(options: Options) -> Result:
             report.write(options.report, data)
         return Result(exit_code=exit_code, counts=counts, report=data, run=run)
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("RESET synchronous_commit")
+        if session_settings:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET synchronous_commit")
+        with lock_connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
 
 

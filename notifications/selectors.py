@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fivedocks.replicas import read_alias
 from notifications import catalogue
 from notifications.catalogue import Kind
 from notifications.models import UserNotification
@@ -29,9 +30,11 @@ _GROUP = {Kind.NOTIFICATION: "notifications", Kind.BADGE: "badges", Kind.EASTER_
 
 
 def user_flags(*, user_id: int) -> UserFlags:
-    """The user's shown notifications, badges and claimed easter eggs, by id."""
+    """The user's shown notifications, badges and claimed easter eggs, by id (from a replica
+    unless the user just wrote; cachalot serves the primary's alias only)."""
     rows = (
-        UserNotification.objects.filter(user_id=user_id)
+        UserNotification.objects.using(read_alias(user_id=user_id))
+        .filter(user_id=user_id)
         .order_by("kind", "notification_id")
         .values_list("kind", "notification_id", "shown_at")
     )

@@ -10,6 +10,7 @@ from billing.testing import StripeStandIn
 from fiveducks.testing import FirebaseCerts, PlatformDatabase
 from gmail.testing import FakeGoogle
 from tests.liveserver import LiveServer, running_server
+from tests.pgcluster import pgbouncer
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +49,19 @@ def outside_server() -> LiveServer:
             # The token endpoint's fuzzing signs in once per case (tests/test_fuzz_api.py).
             "THROTTLE_AUTH_TOKEN": "100000/min",
         }
+        db = settings.DATABASES["default"]
         try:
-            with running_server(settings.DATABASES["default"], extra_env=env) as server:
+            # Through a real PgBouncer in transaction mode, as deployed (docs/scaling.md).
+            with (
+                pgbouncer(
+                    host=db.get("HOST") or "127.0.0.1",
+                    port=int(db.get("PORT") or 5432),
+                    user=db.get("USER") or "postgres",
+                    password=str(db.get("PASSWORD") or ""),
+                ) as bouncer,
+                running_server(db, extra_env=env, pgbouncer_port=bouncer.port) as server,
+            ):
+                server.pgbouncer = bouncer
                 server.firebase = firebase
                 server.platform = platform
                 yield server

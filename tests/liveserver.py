@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import requests
@@ -46,6 +47,7 @@ class LiveServer:
     log_path: Path
     process: subprocess.Popen | None = None
     seed: dict = field(default_factory=dict)
+    pgbouncer: object | None = None  # tests/pgcluster.PgBouncer when the server goes through one
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -201,16 +203,38 @@ def gunicorn(
 
 @contextmanager
 def seeded_database(
-    db_settings: dict, *, name: str | None = None, extra_env: dict | None = None, collect_static: bool = True
+    db_settings: dict,
+    *,
+    name: str | None = None,
+    extra_env: dict | None = None,
+    collect_static: bool = True,
+    pgbouncer_port: int | None = None,
 ) -> Iterator[tuple[dict, dict]]:
     """Create+migrate a database, collect static files (unless the tests use the API only),
-    seed; yield (server env, seed); drop it."""
-    name = name or f"test_fd_e2e_{os.getpid()}"
+    seed; yield (server env, seed); drop it.
+
+    With `pgbouncer_port` (a PgBouncer in transaction mode in front of the same server) the
+    server, its migrations and its seed reach the database through PgBouncer, as in production
+    (docs/scaling.md): DATABASE_PGBOUNCER=1, and DATABASE_DIRECT_URL for the session locks and
+    the cache listener.
+    """
+    # Unique beyond this machine's pids: test runs in other containers may share the server.
+    name = name or f"test_fd_e2e_{os.getpid()}_{secrets.token_hex(3)}"
     admin = _connection_kwargs(db_settings)
     static_root = Path(tempfile.mkdtemp(prefix="fd-e2e-static-"))
     OUTPUT.mkdir(exist_ok=True)
     database_url = _database_url(db_settings, name)
-    env = production_env(database_url=database_url, static_root=static_root, extra=extra_env)
+    pooled = {}
+    if pgbouncer_port is not None:
+        user = quote(db_settings.get("USER") or "postgres", safe="")
+        pooled = {
+            "DATABASE_URL": f"postgres://{user}@127.0.0.1:{pgbouncer_port}/{name}",
+            "DATABASE_PGBOUNCER": "1",
+            "DATABASE_DIRECT_URL": database_url,
+        }
+    env = production_env(
+        database_url=database_url, static_root=static_root, extra={**pooled, **(extra_env or {})}
+    )
     with psycopg.connect(**admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -227,11 +251,11 @@ def seeded_database(
 
 @contextmanager
 def running_server(
-    db_settings: dict, *, workers: int = 2, extra_env: dict | None = None
+    db_settings: dict, *, workers: int = 2, extra_env: dict | None = None, pgbouncer_port: int | None = None
 ) -> Iterator[LiveServer]:
     """A seeded database of its own (`seeded_database`) served by gunicorn; undo it all after."""
     with (
-        seeded_database(db_settings, extra_env=extra_env) as (env, seeded),
+        seeded_database(db_settings, extra_env=extra_env, pgbouncer_port=pgbouncer_port) as (env, seeded),
         gunicorn(env, workers=workers) as server,
     ):
         server.seed = seeded
