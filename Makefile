@@ -36,9 +36,11 @@ run: install .env .demo/kv.jsonl
 test: install
 	$(VENV)/bin/pytest -n 2
 
+# ruff, then the dependency rules between the apps (import-linter, `.importlinter`).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --config .importlinter
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -20,6 +20,12 @@ from billing.models import (
 from credits.models import CreditTransaction
 
 
+def has_active_subscription(user_id: int) -> bool:
+    """An active or trialing subscription: the user's monthly credits come from Stripe's invoice
+    (registered with credits as its paid-plan check, `credits/paid_plans.py`)."""
+    return Subscription.objects.filter(user_id=user_id, status__in=ACTIVE_STATUSES).exists()
+
+
 def get_subscription(*, user) -> Subscription | None:
     return Subscription.objects.filter(user=user).first()
 

@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from credits import cache as balance_cache
+from credits import paid_plans
 from credits.models import CreditAccount, CreditHold, CreditTransaction
 from credits.selectors import OPEN_HOLDS_SQL, balance_from_database
 from fivedocks.errors import Conflict, DomainError, NotFound
@@ -415,10 +416,8 @@ def monthly_top_up(*, user, month: date | None = None) -> CreditResult | None:
     skipped here and None is returned. An account's own `monthly_allowance` (carried over from
     the KV store) overrides the free tier's amount. A balance that returns to 0 or more unblocks.
     """
-    from billing.models import ACTIVE_STATUSES, Subscription
-
     month = month or timezone.now().date()
-    if Subscription.objects.filter(user_id=user.pk, status__in=ACTIVE_STATUSES).exists():
+    if paid_plans.has_paid_plan(user_id=user.pk):
         return None
     override = (
         CreditAccount.objects.filter(user_id=user.pk).values_list("monthly_allowance", flat=True).first()

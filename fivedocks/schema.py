@@ -74,7 +74,8 @@ class AutoSchema(SpectacularAutoSchema):
         return errors
 
     def _freezable(self) -> bool:
-        from cutover.middleware import domain_of
-        from cutover.models import Domain
+        # Local (Django's app loading): cutover.public imports models, and DRF may import this
+        # module (its DEFAULT_SCHEMA_CLASS) before the app registry is ready.
+        from cutover.public import Domain, domain_of
 
         return domain_of(self.path) in Domain.values
