@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cutover.models import Domain
+from cutover.selectors import freeze_for
 from fivedocks.api import json_error
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -22,9 +24,6 @@ class WriteFreezeMiddleware:
         if request.method not in SAFE_METHODS:
             domain = domain_of(request.path_info)
             if domain:
-                from cutover.models import Domain
-                from cutover.selectors import freeze_for
-
                 freeze = freeze_for(domain) if domain in Domain.values else None
                 if freeze is not None:
                     response = json_error(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from fivedocks.domains import DOMAINS
 
 from credits import services as credit_services
 from gmail import crypto
@@ -32,7 +33,7 @@ from .transforms.base import may_hold_bad_text
 
 logger = logging.getLogger(__name__)
 
-ALL_DOMAINS = ("accounts", "credits", "billing", "gmail", "notifications")
+ALL_DOMAINS = DOMAINS
 # Which layout wins when both describe the same row: the platform's own.
 PRECEDENCE = {"real": 2, "plan": 1}
 
@@ -473,8 +474,6 @@ def _write_subscriptions(recs: list[Rec], existing: set[int]) -> None:
 
 def token_metadata(metadata: dict) -> dict:
     """Unknown fields of a token record may be secrets too: they are stored encrypted."""
-    from gmail import crypto
-
     kv = dict(metadata.get("kv", {}))
     if "extra" in kv:
         kv["extra_encrypted"] = crypto.encrypt(_dumps(kv.pop("extra")))
@@ -488,8 +487,6 @@ _TOKEN_COLUMNS = (
 
 
 def _sealed_token(token) -> dict:
-    from gmail import crypto
-
     return {
         "access_token": None if token.access_token is None else crypto.encrypt(token.access_token),
         "refresh_token": None if token.refresh_token is None else crypto.encrypt(token.refresh_token),

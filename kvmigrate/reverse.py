@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 
 from django.db import connection, reset_queries
 
+from gmail.models import GmailToken
+
 from .codec import encode_value
 from .render import render_user_credits, render_user_tokens
 from .report import Counts
@@ -132,8 +134,6 @@ def _flags(ids: list[int]) -> dict[int, list[FlagRow]]:
 
 
 def _tokens(ids: list[int]) -> dict[int, TokenRow]:
-    from gmail.models import GmailToken
-
     out = {}
     for t in GmailToken.objects.filter(user_id__in=ids).order_by("user_id"):
         out[t.user_id] = TokenRow(
