@@ -102,7 +102,16 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: Subscription, form, change: bool) -> None:
         if "plan_type" in form.changed_data:
-            services.set_plan_type(subscription=obj, plan_type=form.cleaned_data["plan_type"])
+            try:
+                services.set_plan_type(subscription=obj, plan_type=form.cleaned_data["plan_type"])
+            except DomainError as exc:  # e.g. billing is frozen for a cutover step
+                self.message_user(request, exc.message, messages.ERROR)
+                request._fivedocks_refused = True
+
+    def response_change(self, request, obj):
+        if getattr(request, "_fivedocks_refused", False):
+            return HttpResponseRedirect(request.path)  # the form again; the message says why
+        return super().response_change(request, obj)
 
 
 RAW_BODY_SHOWN = 20_000

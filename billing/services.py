@@ -24,7 +24,8 @@ from billing import payloads, plans, selectors
 from billing.models import LIVE_STATUSES, PriceMapping, Subscription, WebhookEvent, WebhookEventStatus
 from billing.stripe_client import describe_error, get_client
 from billing.webhook_handlers import HANDLERS, EventContext, Unmatched
-from fivedocks.errors import Conflict, DomainError, UpstreamError
+from fivedocks import changes
+from fivedocks.errors import Conflict, DomainError, UpstreamError, WritesFrozen
 from fivedocks.metrics import WEBHOOK_EVENTS
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def _stripe_call(what: str, call, **kwargs):
 
 def ensure_customer(*, user) -> str:
     """The user's Stripe customer id, creating the customer once (then stored and reused)."""
+    changes.guard_writes("billing")
     existing = (
         Subscription.objects.filter(user=user, stripe_customer_id__isnull=False)
         .values_list("stripe_customer_id", flat=True)
@@ -106,6 +108,7 @@ def ensure_customer(*, user) -> str:
         if not row.stripe_customer_id:
             row.stripe_customer_id = customer.id
             row.save(update_fields=["stripe_customer_id", "updated_at"])
+            changes.user_data_changed(domain="billing", user_id=user.pk)
         elif row.stripe_customer_id != customer.id:
             logger.warning(
                 "user %s: kept customer %s, Stripe customer %s is unused",
@@ -118,6 +121,7 @@ def ensure_customer(*, user) -> str:
 
 def start_checkout(*, user, plan: str) -> str:
     """A Stripe Checkout Session (subscription mode) for `plan`; returns its URL."""
+    changes.guard_writes("billing")
     catalogue_plan = plans.get_plan(plan)
     if catalogue_plan is None:
         raise UnknownPlan(f"Unknown plan {plan!r}; known: {', '.join(sorted(settings.BILLING_PLANS))}.")
@@ -164,9 +168,11 @@ def create_portal_session(*, user) -> str:
 def set_plan_type(*, subscription: Subscription, plan_type: str) -> Subscription:
     """Staff mapping of a plan name (e.g. a legacy one the catalogue does not know). A later event
     with a price no mapping knows keeps it (webhook_handlers._resolve_plan)."""
+    changes.guard_writes("billing")
     row = Subscription.objects.select_for_update().get(pk=subscription.pk)
     row.plan_type = plan_type.strip()
     row.save(update_fields=["plan_type", "updated_at"])
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     return row
 
 
@@ -178,6 +184,7 @@ def map_price(*, stripe_price_id: str, plan: str, note: str = "") -> PriceMappin
     resolve the price through the mapping from now on. Failed invoice events can then be
     reprocessed (admin).
     """
+    changes.guard_writes("billing")
     price_id = stripe_price_id.strip()
     if not price_id:
         raise DomainError("A Stripe price id is required.")
@@ -190,6 +197,7 @@ def map_price(*, stripe_price_id: str, plan: str, note: str = "") -> PriceMappin
         row.metadata.pop("unmapped_price", None)
         row.plan_type = plan
         row.save(update_fields=["plan_type", "metadata", "updated_at"])
+        changes.user_data_changed(domain="billing", user_id=row.user_id)
     return mapping
 
 
@@ -286,6 +294,8 @@ def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
     except Exception:
         WEBHOOK_EVENTS.labels("unknown", "invalid").inc()
         raise
+    # Frozen: 503 before the event is stored, so Stripe delivers it again after the freeze.
+    changes.guard_writes("billing")
     row, created = _store(data=data, payload=payload)
     if not created and row.status in DONE:
         WEBHOOK_EVENTS.labels(row.type, "duplicate").inc()
@@ -297,6 +307,7 @@ def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
 
 def reprocess_event(*, event: WebhookEvent) -> WebhookEvent:
     """Run a failed, unmatched (or never finished) event's handler again."""
+    changes.guard_writes("billing")
     if event.status in DONE:
         raise NotReprocessable(f"Event {event.event_id} is already {event.status}.")
     processed, _ = _process(pk=event.pk)
@@ -306,6 +317,7 @@ def reprocess_event(*, event: WebhookEvent) -> WebhookEvent:
 def link_unmatched_event(*, event: WebhookEvent, user) -> list[WebhookEvent]:
     """Staff: the event's Stripe customer is this user's. Stores the link on the user's row, then
     re-processes every unmatched event of that customer, oldest first; returns them."""
+    changes.guard_writes("billing")
     if event.status != WebhookEventStatus.UNMATCHED:
         raise CannotLink(f"Event {event.event_id} is {event.status}, not unmatched.")
     customer_id = event.customer_id
@@ -322,6 +334,7 @@ def link_unmatched_event(*, event: WebhookEvent, user) -> list[WebhookEvent]:
         if not row.stripe_customer_id:
             row.stripe_customer_id = customer_id
             row.save(update_fields=["stripe_customer_id", "updated_at"])
+            changes.user_data_changed(domain="billing", user_id=row.user_id)
     return [reprocess_event(event=pending) for pending in selectors.unmatched_events(customer_id=customer_id)]
 
 
@@ -356,6 +369,8 @@ def _process(*, pk: int) -> tuple[WebhookEvent, bool]:
                     row.note = handler(_event_object(row), context) or ""
                 if not row.payload:
                     row.note = f"read from the raw body (JSONB refused the payload); {row.note}"
+            except WritesFrozen:
+                raise  # another domain (credits) is frozen: 503, Stripe delivers it again later
             except Unmatched as exc:
                 row.status = WebhookEventStatus.UNMATCHED
                 row.note = f"unmatched: {exc}"

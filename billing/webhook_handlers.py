@@ -38,6 +38,7 @@ from billing.models import (
 )
 from billing.payloads import Line, id_of
 from credits import services as credit_services
+from fivedocks import changes
 
 
 class HandlerError(Exception):
@@ -189,6 +190,7 @@ def checkout_session_completed(session: dict, ctx: EventContext) -> str:
             row.plan_type = _metadata_plan(metadata) or row.plan_type
             note += f"; subscription {subscription_id}"
     row.save()
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     return note
 
 
@@ -232,6 +234,7 @@ def _apply_subscription(subscription: dict, ctx: EventContext, *, status: str | 
         row.metadata["price_id"] = price_id
     row.stripe_event_created = ctx.created
     row.save()
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     note = f"user {row.user_id}: {row.plan_type or '-'} {status}"
     if row.metadata.get("unmapped_price"):
         note += f" (price {row.metadata['unmapped_price']} is not mapped to a plan)"
@@ -375,6 +378,7 @@ def invoice_paid(invoice: dict, ctx: EventContext) -> str:
     if not subscription_id:
         _remember(row, "last_one_off_invoice", {"invoice_id": invoice.get("id"), "paid": True}, ctx)
         row.save()
+        changes.user_data_changed(domain="billing", user_id=row.user_id)
         return f"user {row.user_id}: one-off invoice (no subscription): no credits, status unchanged"
     reason = invoice.get("billing_reason")
     if reason in ("subscription_create", "subscription_cycle"):
@@ -385,6 +389,7 @@ def invoice_paid(invoice: dict, ctx: EventContext) -> str:
         note = f"user {row.user_id}: billing_reason {reason!r}: no credits"
     _remember(row, "last_paid_invoice", {"invoice_id": invoice.get("id")}, ctx)
     row.save()
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     return note
 
 
@@ -404,6 +409,7 @@ def invoice_payment_failed(invoice: dict, ctx: EventContext) -> str:
     _remember(row, "last_payment_failure", failure, ctx)
     if not subscription_id:
         row.save()
+        changes.user_data_changed(domain="billing", user_id=row.user_id)
         return f"user {row.user_id}: one-off invoice failed: recorded on the customer, status unchanged"
     note = f"user {row.user_id}: payment failure recorded"
     same_subscription = row.stripe_subscription_id in ("", subscription_id)
@@ -412,6 +418,7 @@ def invoice_payment_failed(invoice: dict, ctx: EventContext) -> str:
         row.stripe_event_created = ctx.created
         note += ", status past_due"
     row.save()
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
     return note
 
 

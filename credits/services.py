@@ -23,9 +23,9 @@ from credits import cache as balance_cache
 from credits import paid_plans
 from credits.models import CreditAccount, CreditHold, CreditTransaction
 from credits.selectors import OPEN_HOLDS_SQL, balance_from_database
+from fivedocks import changes
 from fivedocks.errors import Conflict, DomainError, NotFound
 from fivedocks.metrics import CREDIT_HOLDS, CREDIT_OPERATIONS
-from fivedocks.signals import user_data_changed
 
 Type = CreditTransaction.Type
 
@@ -180,6 +180,13 @@ def adjust(
 
 def ensure_account(*, user_id: int) -> None:
     """Create the account row if missing; safe under concurrency (ON CONFLICT DO NOTHING)."""
+    changes.guard_writes("credits")
+    with transaction.atomic():
+        _ensure_account(user_id=user_id)
+        changes.user_data_changed(domain="credits", user_id=user_id)
+
+
+def _ensure_account(*, user_id: int) -> None:
     now = timezone.now()
     CreditAccount.objects.bulk_create(
         [CreditAccount(user_id=user_id, last_updated=now, created_at=now)], ignore_conflicts=True
@@ -280,6 +287,7 @@ def _apply_once(
     result is returned. An account is created only when the UPDATE finds none.
     """
     user_id = user.pk
+    changes.guard_writes("credits")
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             entry = _write_change(
@@ -340,7 +348,7 @@ def _write_change(
     row = cursor.fetchone()
     if row is None:
         # Not enough credits, or no account yet (a missing account reads as 0).
-        ensure_account(user_id=user_id)
+        _ensure_account(user_id=user_id)
         cursor.execute(_UPDATE_SQL, account)
         row = cursor.fetchone()
     if row is None and amount > 0:
@@ -392,7 +400,7 @@ def _write_change(
         held_until=held_until,
     )
     transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
-    user_data_changed.send(sender=CreditAccount, user_id=user_id, domain="credits")
+    changes.user_data_changed(domain="credits", user_id=user_id)
     return entry
 
 
@@ -416,6 +424,7 @@ def monthly_top_up(*, user, month: date | None = None) -> CreditResult | None:
     skipped here and None is returned. An account's own `monthly_allowance` (carried over from
     the KV store) overrides the free tier's amount. A balance that returns to 0 or more unblocks.
     """
+    changes.guard_writes("credits")
     month = month or timezone.now().date()
     if paid_plans.has_paid_plan(user_id=user.pk):
         return None
@@ -550,6 +559,7 @@ def open_hold(
     """Reserve credits for an action: an operation's cost or an amount, refused (402) when the
     available credits (balance minus open holds) are short. A replayed key returns the first
     hold, whatever its state now."""
+    changes.guard_writes("credits")
     if (amount is None) == (operation is None):
         raise DomainError("Give either an operation or an amount.")
     if operation is not None:
@@ -613,6 +623,7 @@ def capture_hold(*, hold_id: int, owner: str = "", amount: int | None = None) ->
     """Charge a hold: one deduction ledger row of `amount` (all of the hold by default, at most
     all of it) carrying the hold id; what is not captured is available again. Idempotent: a
     repeat returns the first capture's ledger row."""
+    changes.guard_writes("credits")
     if amount is not None and not 1 <= amount <= MAX_CHANGE:
         raise AmountOutOfRange("A capture is at least 1 credit and at most the held amount.")
     now = timezone.now()
@@ -653,6 +664,7 @@ def capture_hold(*, hold_id: int, owner: str = "", amount: int | None = None) ->
 
 def release_hold(*, hold_id: int, owner: str = "") -> HoldResult:
     """Give a hold's credits back without charging. Idempotent."""
+    changes.guard_writes("credits")
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_RELEASE_SQL, {"id": hold_id, "owner": owner, "now": now})
@@ -694,6 +706,7 @@ def _unsettled_reason(*, hold_id: int, owner: str, action: str, amount: int | No
 def purge_holds(*, older_than: timedelta, ids: Sequence[int] | None = None) -> int:
     """Delete holds settled or expired more than `older_than` ago, among `ids` when given
     (captures stay in the ledger, which carries the hold id). Returns how many were deleted."""
+    changes.guard_writes("credits")
     cutoff = timezone.now() - older_than
     holds = CreditHold.objects.all() if ids is None else CreditHold.objects.filter(pk__in=ids)
     with transaction.atomic():
@@ -818,8 +831,10 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
     counts from. One statement per step for the whole batch; existing accounts are locked first.
     The balance cache entries are forgotten once the transaction commits.
 
-    The KV mirror's `user_data_changed` is deliberately not sent: the store is the source here.
+    The KV mirror is deliberately not told: the store is the source here. Frozen like every
+    write; kvmigrate calls it inside `fivedocks.changes.freeze_exempt()`.
     """
+    changes.guard_writes("credits")
     if not records:
         return MigratedAccountsResult(frozenset(), 0)
     by_user = {record.user_id: record for record in records}

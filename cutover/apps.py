@@ -7,17 +7,10 @@ class CutoverConfig(AppConfig):
 
     def ready(self) -> None:
         # Local (Django's app loading): these import models, which need the app registry.
-        from cutover import mirror
-        from fivedocks.metrics import KV_MIRROR_LAG
+        from cutover.metrics import MirrorLagCollector
+        from cutover.mirror import CutoverTracker
+        from fivedocks import changes
+        from fivedocks.metrics import register_collector
 
-        mirror.connect()
-
-        def lag() -> float:
-            from cutover.drain import lag_seconds
-
-            try:
-                return lag_seconds()
-            except Exception:  # no database at scrape time: report no lag rather than fail /metrics
-                return 0.0
-
-        KV_MIRROR_LAG.set_function(lag)
+        changes.install(CutoverTracker())
+        register_collector(MirrorLagCollector())

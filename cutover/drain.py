@@ -1,8 +1,12 @@
-"""Draining the KV mirror's outbox to the KV store, in order, with retries and backoff.
+"""Draining the KV mirror's outbox: render committed state, coalesce per key, write, forget.
 
-One drainer at a time (a PostgreSQL advisory lock), so the order of rows is the order of
-writes to the store. A failed write leaves the rows in place: nothing is lost while the store
-is down, the outbox grows and drains when the store is back.
+One drainer at a time (a PostgreSQL advisory lock). Each round takes the oldest outbox rows,
+renders each of their keys once from the state committed *now* (the rows were read first, so
+every change they stand for is in that state), writes the records (or deletes the keys whose
+data is gone) and deletes exactly the rows it took. A change committed meanwhile has its own row
+and is drained in a later round, with a newer rendering: writes of one key go to the store in
+the order of the states they show. A failed write leaves the rows in place: nothing is lost
+while the store is down, the outbox grows and drains when the store is back.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F, Min
+from django.db.models import F
 from django.utils import timezone
 
+from cutover.mirror import FAMILY_DOMAINS
 from cutover.models import KvOutbox
+from kvmigrate.services import remember_mirrored
 from kvmigrate.sources import open_writer
 from kvmigrate.sources.base import SourceError
 
@@ -25,32 +32,49 @@ _LOCK_ID = 0x6B766D69  # "kvmi": one drainer at a time
 
 @dataclass
 class DrainStats:
-    written: int = 0
-    deleted: int = 0
+    written: int = 0  # records written (after coalescing)
+    deleted: int = 0  # keys deleted (their data is gone)
+    changes: int = 0  # outbox rows drained
     failures: int = 0
     batches: int = 0
     errors: list[str] = field(default_factory=list)
 
 
 def lag_seconds() -> float:
-    """Age of the oldest undrained change (0 when the outbox is empty)."""
-    oldest = KvOutbox.objects.aggregate(oldest=Min("created_at"))["oldest"]
-    return (timezone.now() - oldest).total_seconds() if oldest else 0.0
+    """Age of the oldest undrained change (0 when the outbox is empty).
+
+    The oldest is the first row by id (the primary key's index): the writers pay for no other
+    index on the outbox.
+    """
+    oldest = KvOutbox.objects.order_by("id").values_list("created_at", flat=True).first()
+    return max((timezone.now() - oldest).total_seconds(), 0.0) if oldest else 0.0
 
 
-def _write(writer, rows: list[KvOutbox]) -> None:
-    """Write rows in order: runs of sets go together, deletes one by one between them."""
-    run: list[tuple[str, str]] = []
-    for row in rows:
-        if row.value is None:
-            if run:
-                writer.set_many(run)
-                run = []
-            writer.delete(row.key)
-        else:
-            run.append((row.key, row.value))
-    if run:
-        writer.set_many(run)
+def render_keys(changes: dict[str, datetime]) -> list[tuple[str, str | None]]:
+    """(key, raw value in the platform's encoding, or None to delete) for each changed key.
+
+    `changes` maps each key to its latest change (moves the record's updatedAt).
+    """
+    from kvmigrate.reverse import render_batch
+
+    by_family: dict[str, dict[int, datetime]] = {}
+    for key, at in changes.items():
+        family, _, ident = key.partition(":")
+        by_family.setdefault(family, {})[int(ident)] = at
+    rendered: dict[str, str] = {}
+    for family, changed_at in by_family.items():
+        users = [(user_id, None) for user_id in sorted(changed_at)]
+        rendered.update(render_batch(users, FAMILY_DOMAINS[family], changed_at=changed_at))
+    return [(key, rendered.get(key)) for key in changes]
+
+
+def _write(writer, items: list[tuple[str, str | None]]) -> None:
+    sets = [(key, value) for key, value in items if value is not None]
+    if sets:
+        writer.set_many(sets)
+    for key, value in items:
+        if value is None:
+            writer.delete(key)
 
 
 def drain(
@@ -74,18 +98,24 @@ def drain(
                 raise SourceError("another kvmirror drainer is running")
         try:
             while not stop():
-                rows = list(KvOutbox.objects.order_by("id")[:batch_size])
+                rows = list(
+                    KvOutbox.objects.order_by("id").values_list("id", "key", "created_at")[:batch_size]
+                )
                 if not rows:
                     if not forever:
                         break
                     time.sleep(idle_sleep)
                     continue
+                changes: dict[str, datetime] = {}  # coalesced: each key once, first-seen order
+                for _, key, at in rows:
+                    changes[key] = max(at, changes.get(key, at))
+                items = render_keys(changes)
                 try:
-                    _write(writer, rows)
+                    _write(writer, items)
                 except SourceError as exc:
                     stats.failures += 1
                     stats.errors.append(str(exc))
-                    KvOutbox.objects.filter(pk=rows[0].pk).update(
+                    KvOutbox.objects.filter(pk=rows[0][0]).update(
                         attempts=F("attempts") + 1, last_error=str(exc)[:500]
                     )
                     if not forever and stats.failures >= 3:
@@ -95,10 +125,12 @@ def drain(
                     continue
                 backoff = 0.5
                 with transaction.atomic():
-                    KvOutbox.objects.filter(pk__lte=rows[-1].pk, pk__in=[r.pk for r in rows]).delete()
+                    KvOutbox.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+                    remember_mirrored(items)
                 stats.batches += 1
-                stats.deleted += sum(1 for r in rows if r.value is None)
-                stats.written += sum(1 for r in rows if r.value is not None)
+                stats.changes += len(rows)
+                stats.deleted += sum(1 for _, value in items if value is None)
+                stats.written += sum(1 for _, value in items if value is not None)
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_ID])

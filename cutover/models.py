@@ -28,17 +28,18 @@ class WriteFreeze(models.Model):
 
 
 class KvOutbox(models.Model):
-    """A change to write to the KV store, recorded in the transaction that made it (the mirror).
+    """A KV key whose data changed, recorded in the transaction that changed it (the mirror).
 
-    `value` is the record in the platform's layout and encoding; NULL means delete the key.
-    Rows are drained in id order, which is commit order per key (a row lock on the user's data
-    orders the writers of one key), and deleted once the KV store has them.
+    Only *which* key changed: the writer renders nothing and reads nothing. `manage.py kvmirror`
+    takes rows in id order, renders each key once from the committed state (many changes of one
+    key coalesce into one write), writes them and deletes the rows it took. A row exists only if
+    its transaction committed, so every committed change is drained at least once.
     """
 
     key = models.CharField(max_length=1000)
-    value = models.TextField(null=True, blank=True)
     domain = models.CharField(max_length=32, choices=Domain.choices)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user_id = models.BigIntegerField()
+    created_at = models.DateTimeField()  # no index: the oldest row is the first by id
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
 
@@ -48,4 +49,4 @@ class KvOutbox(models.Model):
         verbose_name = "KV mirror change"
 
     def __str__(self) -> str:
-        return f"{self.key} ({'delete' if self.value is None else 'set'})"
+        return self.key

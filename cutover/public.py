@@ -5,7 +5,6 @@ project package import an app only through that app's `public` module: what is h
 fivedocks may rely on (the OpenAPI schema documents the 503 a frozen domain answers).
 """
 
-from cutover.middleware import domain_of
 from cutover.models import Domain
 
-__all__ = ["Domain", "domain_of"]
+__all__ = ["Domain"]

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -61,11 +61,6 @@ WEBHOOK_EVENTS = Counter(
     ["type", "result"],
     registry=REGISTRY,
 )
-KV_MIRROR_LAG = Gauge(
-    "fivedocks_kv_mirror_lag_seconds",
-    "Age of the oldest change not yet written to the KV store (0 when drained).",
-    registry=REGISTRY,
-)
 
 
 class ConnectionPoolCollector(Collector):
@@ -100,8 +95,11 @@ REGISTRY.register(ConnectionPoolCollector())
 _DATABASE_COLLECTORS: list[Collector] = []
 
 
-def register_collector(collector: Collector, *, reads_database: bool = False) -> None:
-    """Apps add scrape-time collectors (kvmigrate progress, mirror lag) from their AppConfig.ready."""
+def register_collector(collector: Collector, *, reads_database: bool = True) -> None:
+    """Apps add scrape-time collectors (kvmigrate progress, mirror lag, holds) from their
+    AppConfig.ready. Those that read shared state (the database) give the same answer from any
+    worker, so the multiprocess scrape includes them too: its registry otherwise holds only what
+    the workers' files say, and a Gauge's set_function is not written to any file."""
     REGISTRY.register(collector)
     if reads_database:
         _DATABASE_COLLECTORS.append(collector)

@@ -1,10 +1,18 @@
-"""Signals the domain services send inside their writing transaction.
+"""Deprecated: call `fivedocks.changes.user_data_changed(domain=..., user_id=...)` instead.
 
-`user_data_changed(user_id=..., domain=...)` is sent by writes that bypass the ORM's own
-post_save (the credit service's conditional UPDATE, the notification flag's INSERT ... ON
-CONFLICT). The KV mirror listens to it (and to post_save/post_delete of the ORM-written models).
+Kept so code written against the old signal still reaches the KV mirror: `send` forwards to
+`fivedocks.changes` (there are no receivers any more; the mirror is one explicit call).
 """
 
-from django.dispatch import Signal
+from __future__ import annotations
 
-user_data_changed = Signal()
+from fivedocks import changes
+
+
+class _Forward:
+    def send(self, sender=None, *, user_id: int, domain: str, **kwargs) -> list:
+        changes.user_data_changed(domain=domain, user_id=user_id)
+        return []
+
+
+user_data_changed = _Forward()

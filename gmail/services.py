@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from google.oauth2.credentials import Credentials
 
+from fivedocks import changes
 from gmail import oauth
 from gmail.errors import (
     GmailNotConnected,
@@ -48,6 +49,7 @@ def store_tokens(
     Google sends a refresh token only on consent; without a new one an active connection keeps
     its current one. Empty email/display name keep the stored ones. `metadata=None` keeps it.
     """
+    changes.guard_writes("gmail")
     values = {
         "access_token": access_token or None,
         "refresh_token": refresh_token or None,
@@ -84,12 +86,14 @@ def _store(*, user_id: int, **values) -> GmailToken:
     token.status = GmailToken.Status.ACTIVE
     token.updated_at = now
     token.save()
+    changes.user_data_changed(domain="gmail", user_id=user_id)
     logger.info("gmail: tokens stored for user %s", user_id)
     return token
 
 
 def complete_connection(*, user, code: str, state: str, code_verifier: str | None) -> GmailToken:
     """Exchange the callback's authorization code at Google and store the tokens."""
+    changes.guard_writes("gmail")  # before Google is asked: a code is good for one exchange
     try:
         granted = oauth.exchange_code(code=code, state=state, code_verifier=code_verifier)
     except oauth.GoogleError as exc:
@@ -148,6 +152,7 @@ def _ensure_usable(token: GmailToken) -> None:
 def _refresh_locked(*, user_id: int) -> GmailToken:
     """Refresh under the row lock unless another caller already did while we waited."""
     failure: GmailReconnectRequired | None = None
+    changes.guard_writes("gmail")
     with transaction.atomic():
         token = GmailToken.objects.select_for_update().filter(user_id=user_id).first()
         if token is None:
@@ -175,6 +180,7 @@ def _refresh_locked(*, user_id: int) -> GmailToken:
                 token.updated_at = timezone.now()
                 fields = ["access_token", "expires_at", "updated_at"]
                 token.save(update_fields=[*fields, "refresh_token"] if rotated else fields)
+                changes.user_data_changed(domain="gmail", user_id=user_id)
                 logger.info("gmail: access token refreshed for user %s", user_id)
                 return token
     # Raised after the commit, so the row stays marked invalid.
@@ -186,6 +192,7 @@ def _mark_invalid(token: GmailToken, *, reason: str) -> GmailReconnectRequired:
     token.metadata = {**token.metadata, "invalid_reason": reason, "invalid_at": timezone.now().isoformat()}
     token.updated_at = timezone.now()
     token.save(update_fields=["status", "metadata", "updated_at"])
+    changes.user_data_changed(domain="gmail", user_id=token.user_id)
     logger.warning("gmail: connection of user %s marked invalid (%s)", token.user_id, reason)
     return GmailReconnectRequired(
         "Google no longer accepts this Gmail connection (it was revoked or expired): "
@@ -219,17 +226,20 @@ def disconnect(*, user) -> None:
     If Google cannot be reached the connection is kept (GmailUpstreamError) so nothing is left
     valid at Google without a way to revoke it; a token Google no longer knows counts as revoked.
     """
+    changes.guard_writes("gmail")
     with transaction.atomic():
         token = GmailToken.objects.select_for_update().filter(user_id=user.pk).first()
         if token is None:
             raise GmailNotConnected()
         _revoke_at_google(token)
         token.delete()
+        changes.user_data_changed(domain="gmail", user_id=user.pk)
     logger.info("gmail: user %s disconnected", user.pk)
 
 
 def revoke_access(*, user) -> GmailToken:
     """Revoke the grant at Google and keep the row as `revoked`, its tokens erased (staff action)."""
+    changes.guard_writes("gmail")
     with transaction.atomic():
         token = GmailToken.objects.select_for_update().filter(user_id=user.pk).first()
         if token is None:
@@ -242,6 +252,7 @@ def revoke_access(*, user) -> GmailToken:
         token.metadata = {**token.metadata, "revoked_at": now.isoformat()}
         token.updated_at = now
         token.save()
+        changes.user_data_changed(domain="gmail", user_id=user.pk)
     logger.info("gmail: access of user %s revoked", user.pk)
     return token
 
@@ -263,6 +274,7 @@ def rotate_encryption_keys(*, batch_size: int = 500) -> int:
     Rows are read with any configured key and written back with the first; each batch is locked
     so a concurrent refresh is not overwritten with a stale token. Returns the rows re-encrypted.
     """
+    changes.guard_writes("gmail")
     ids = list(GmailToken.objects.order_by("pk").values_list("pk", flat=True))
     done = 0
     for start in range(0, len(ids), batch_size):

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from fivedocks.domains import DOMAINS
 
 from credits import services as credit_services
+from fivedocks import changes
+from fivedocks.domains import DOMAINS
 from gmail import crypto
 
 from . import transforms
@@ -142,7 +143,15 @@ def prepare_batch(items: Iterable[tuple[str, str]], ctx: Context, *, look_up: bo
 
 
 def load_prepared(prepared: Prepared, ctx: Context) -> Counts:
-    """Move one prepared batch in one transaction (a savepoint when the caller has one open)."""
+    """Move one prepared batch in one transaction (a savepoint when the caller has one open).
+
+    Exempt from the write freeze: the runbook's last delta run moves the store while frozen.
+    """
+    with changes.freeze_exempt():
+        return _load_prepared(prepared, ctx)
+
+
+def _load_prepared(prepared: Prepared, ctx: Context) -> Counts:
     counts = prepared.counts
     recs = prepared.recs
     if not recs:
@@ -451,7 +460,36 @@ def _write_credits(recs: list[Rec]) -> None:
         account.migration_metadata = {"source": "kv", "key": rec.key, "fingerprint": rec.fp}
         accounts.append(account)
     if accounts:
+        _forget_rendered(accounts)
         credit_services.load_migrated_accounts(records=accounts)
+
+
+def rendered_keys(user_ids: list[int], keys: list[str]) -> set[tuple[int, str]]:
+    """Which of these (user, `kv:` idempotency key) are entries fivedocks rendered itself."""
+    if not user_ids or not keys:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT user_id, digest FROM kvmigrate_rendered_entries
+                WHERE user_id = ANY(%s) AND digest = ANY(%s)""",
+            [user_ids, [key.removeprefix("kv:") for key in keys]],
+        )
+        return {(user_id, f"kv:{digest}") for user_id, digest in cursor.fetchall()}
+
+
+def _forget_rendered(accounts: list) -> None:
+    """Leave out of each history the entries fivedocks rendered itself (RenderedEntry).
+
+    They stand for ledger rows the app wrote: after a rollback, only what the old code added is
+    news. One query for the batch.
+    """
+    known = rendered_keys(
+        [a.user_id for a in accounts], [e.idempotency_key for a in accounts for e in a.history]
+    )
+    if known:
+        for account in accounts:
+            user_id = account.user_id
+            account.history = [e for e in account.history if (user_id, e.idempotency_key) not in known]
 
 
 _SUBSCRIPTION_COLUMNS = (

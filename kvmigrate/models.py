@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from fivedocks.domains import DOMAINS  # noqa: F401  (re-exported: kvmigrate's domains)
@@ -129,3 +130,26 @@ class MigratedRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class RenderedEntry(models.Model):
+    """A history entry fivedocks rendered into the KV store from a ledger row the app wrote.
+
+    Written at render time (`kvmigrate --reverse`, the KV mirror) with the digest kvmigrate's
+    transform gives that entry: a delta run after a rollback meets these entries in the store and
+    knows them for rows the ledger already has, so only what the old code added comes back.
+    """
+
+    pk = models.CompositePrimaryKey("user_id", "digest")
+    user_id = models.BigIntegerField()
+    digest = models.CharField(max_length=40)
+    # The ledger row it was rendered from (no constraint: the ledger is append-only).
+    transaction_id = models.BigIntegerField()
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "kvmigrate_rendered_entries"
+        verbose_name = "rendered history entry"
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.digest}"

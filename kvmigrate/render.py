@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
+
+from . import legacy_text
 from .transforms.base import (
     AccountRow,
     FlagRow,
@@ -26,7 +29,7 @@ from .transforms.base import (
 )
 from .transforms.billing import REAL_FIELDS as SUBSCRIPTION_FIELDS
 from .transforms.billing import parse_status
-from .transforms.credits import ENTRY_FIELDS
+from .transforms.credits import ENTRY_FIELDS, entry_digest
 from .transforms.gmail import REAL_FIELDS as TOKEN_FIELDS
 from .transforms.notifications import ARRAYS
 
@@ -37,7 +40,7 @@ ACCOUNT_ORDER = (
 _MISSING = object()
 
 
-def _ms(moment: datetime | None) -> int | float | None:
+def _ms(moment: datetime | None) -> int | None:
     return None if moment is None else to_ms(moment)
 
 
@@ -89,7 +92,7 @@ def render_entry(row: LedgerRow) -> dict | None:
     entry = {
         "type": "credit" if row.amount >= 0 else "debit",
         "amount": abs(row.amount),
-        "description": row.reason,
+        "description": describe(row),
         "timestamp": to_ms(row.created_at),
     }
     if row.type == "deduction":
@@ -100,33 +103,78 @@ def render_entry(row: LedgerRow) -> dict | None:
     return entry
 
 
-def render_history(ledger: Iterable[LedgerRow], tx_order: list[str] | None) -> list[dict]:
-    """The legacy history: migrated entries in their KV order, then later rows by time.
+# Ledger rows whose credits are the month's allowance, as the platform's `lastTopUp` counts them.
+_STRIPE_MONTHLY = "stripe"
 
-    `ledger` is every row of the user in (created_at, id) order. Migrated entries of the latest
-    KV version (`tx_order`, digests) come first in that order; entries an earlier KV version had
-    and the latest did not are left out (the store had dropped them); rows the app wrote later
-    follow in created_at order.
+
+def describe(row: LedgerRow) -> str:
+    """A row the app wrote, in the platform's words (kvmigrate.legacy_text), else its reason."""
+    meta = row.metadata or {}
+    if row.type == "deduction" and (meta.get("operation") or meta.get("searchType")):
+        return legacy_text.operation(meta.get("operation") or meta.get("searchType"))
+    if row.type == "allowance":
+        return legacy_text.top_up(row.created_at)
+    if row.type == "purchase" and meta.get("source") == _STRIPE_MONTHLY and meta.get("plan"):
+        return legacy_text.top_up(row.created_at, meta["plan"])
+    if row.type == "bonus" and isinstance(meta.get("easter_egg_id"), int):
+        text = legacy_text.easter_egg(meta["easter_egg_id"])
+        if text:
+            return text
+    if row.idempotency_key == WELCOME_BONUS_KEY:
+        return legacy_text.WELCOME_BONUS
+    return row.reason
+
+
+# The idempotency key of the platform's welcome bonus when fivedocks grants it (first sight).
+WELCOME_BONUS_KEY = "welcome-bonus"
+
+
+def _is_top_up(row: LedgerRow) -> bool:
+    meta = row.metadata or {}
+    return row.type == "allowance" or (row.type == "purchase" and meta.get("source") == _STRIPE_MONTHLY)
+
+
+def render_history(ledger: Iterable[LedgerRow], tx_order: list[str] | None) -> list[dict]:
+    """The legacy history (see `rendered_history`)."""
+    return [entry for _, entry, _ in rendered_history(ledger, tx_order)]
+
+
+def rendered_history(
+    ledger: Iterable[LedgerRow], tx_order: list[str] | None
+) -> list[tuple[LedgerRow, dict, str]]:
+    """The legacy history as (row, entry, digest): entries of the latest KV version, then the rest.
+
+    `ledger` is every row of the user in (created_at, id) order. Entries the latest KV version
+    had (`tx_order`, digests) come first in that order: migrated rows by their key, rows the app
+    wrote (and a mirror or reverse rendered into the store) by the digest of their rendering.
+    Entries an earlier KV version had and the latest did not are left out (the store had dropped
+    them); rows the store never held follow in created_at order. The digest is the one
+    kvmigrate's transform computes for the entry (`transforms.credits.entry_digest`), so the
+    entries fivedocks wrote are recognised when a delta run reads them back.
     """
     order = {digest: index for index, digest in enumerate(tx_order or [])}
-    migrated: list[tuple[int, dict]] = []
-    later: list[dict] = []
+    placed: list[tuple[int, LedgerRow, dict, str]] = []
+    later: list[tuple[LedgerRow, dict, str]] = []
+    seen: dict[str, int] = {}
     for row in ledger:
-        meta = row.metadata or {}
-        from_kv = meta.get("source") == "kv"
-        if from_kv and tx_order is not None:
-            digest = (row.idempotency_key or "").removeprefix("kv:")
-            if digest not in order:
-                continue
-            entry = render_entry(row)
-            if entry is not None:
-                migrated.append((order[digest], entry))
-            continue
         entry = render_entry(row)
-        if entry is not None:
-            later.append(entry)
-    migrated.sort(key=lambda pair: pair[0])
-    return [entry for _, entry in migrated] + later
+        if entry is None:
+            continue
+        meta = row.metadata or {}
+        if meta.get("source") == "kv" and tx_order is not None:
+            digest = (row.idempotency_key or "").removeprefix("kv:")
+            if digest in order:
+                placed.append((order[digest], row, entry, digest))
+            continue
+        base = entry_digest(entry, 0)
+        seen[base] = seen.get(base, 0) + 1
+        digest = base if seen[base] == 1 else entry_digest(entry, seen[base] - 1)
+        if digest in order:
+            placed.append((order[digest], row, entry, digest))
+        else:
+            later.append((row, entry, digest))
+    placed.sort(key=lambda item: item[0])
+    return [(row, entry, digest) for _, row, entry, digest in placed] + later
 
 
 def render_flags(flags: Iterable[FlagRow], originals: dict) -> dict[str, Any]:
@@ -190,27 +238,61 @@ def render_user_credits(
     ledger: Iterable[LedgerRow] = (),
     subscription: SubscriptionRow | None = None,
     flags: Iterable[FlagRow] = (),
+    changed_at: datetime | None = None,
+    history_out: list | None = None,
 ) -> dict:
-    """The `user_credits:{id}` record for a user's rows."""
+    """The `user_credits:{id}` record for a user's rows, as the platform's old code reads it.
+
+    Every field the old code reads is there with its type (integer epoch ms; `lastTopUp` and
+    `monthlyAllowance` always, with the platform's defaults where fivedocks has none), so it
+    neither grants a free top-up nor trips on a missing field. `changed_at` (the mirror's latest
+    change of the record) moves `updatedAt` when a flag or the subscription changed. The
+    rendered history's (row, entry, digest) are appended to `history_out` when given.
+    """
     kv = (account.metadata or {}).get("kv", {}) if account is not None else {}
     real = kv.get("layout") == "real"
     verbatim = kv.get("verbatim", {}) if real else {}
     values: dict[str, Any] = {}
+    ledger = list(ledger)
     if account is not None:
+        history = rendered_history(ledger, kv.get("tx") if real else None)
+        if history_out is not None:
+            history_out.extend(history)
+        # As the loader dates an account the store gave no creation time (the earliest it knows).
+        created = (
+            account.created_at
+            or min((row.created_at for row in ledger), default=None)
+            or account.last_updated
+            or changed_at
+            or timezone.now()
+        )
+        # When the platform would say the month's credits came: its own lastTopUp, fivedocks's
+        # last monthly allowance or paid plan's monthly credits, else the account's creation
+        # (the platform's lazy creation sets lastTopUp to that moment).
+        topped = max(
+            [t for t in (account.last_top_up, created) if t is not None]
+            + [row.created_at for row in ledger if _is_top_up(row)],
+            default=None,
+        )
+        updated = max((t for t in (account.last_updated, changed_at, created) if t is not None), default=None)
+        allowance = account.monthly_allowance
+        allowance = legacy_text.DEFAULT_MONTHLY_ALLOWANCE if allowance is None else allowance
         values.update(
             currentBalance=_pick(verbatim, "currentBalance", account.balance, parse_int, account.balance),
-            lastTopUp=_pick(verbatim, "lastTopUp", account.last_top_up, parse_ts, _ms(account.last_top_up)),
+            lastTopUp=_pick(verbatim, "lastTopUp", topped, parse_ts, _ms(topped)),
             totalUsed=_pick(verbatim, "totalUsed", account.total_used, parse_int, account.total_used),
             isBlocked=_pick(verbatim, "isBlocked", account.is_blocked, parse_bool, account.is_blocked),
-            monthlyAllowance=_pick(
-                verbatim, "monthlyAllowance", account.monthly_allowance, parse_int, account.monthly_allowance
-            ),
-            createdAt=_pick(verbatim, "createdAt", account.created_at, parse_ts, _ms(account.created_at)),
-            updatedAt=_pick(verbatim, "updatedAt", account.last_updated, parse_ts, _ms(account.last_updated)),
-            transactions=render_history(ledger, kv.get("tx") if real else None),
+            monthlyAllowance=_pick(verbatim, "monthlyAllowance", allowance, parse_int, allowance),
+            createdAt=_pick(verbatim, "createdAt", created, parse_ts, _ms(created)),
+            updatedAt=_pick(verbatim, "updatedAt", updated, parse_ts, _ms(updated)),
+            transactions=[entry for _, entry, _ in history],
         )
     else:  # a subscription or flags without an account: the platform's fresh-account shape
-        values.update(currentBalance=0, totalUsed=0, isBlocked=False, transactions=[])
+        moment = _ms(changed_at or timezone.now())
+        values.update(
+            currentBalance=0, lastTopUp=moment, totalUsed=0, isBlocked=False, transactions=[],
+            monthlyAllowance=legacy_text.DEFAULT_MONTHLY_ALLOWANCE, createdAt=moment, updatedAt=moment,
+        )  # fmt: skip
     flag_arrays = render_flags(flags, kv.get("flags", {}) if real else {})
     values.update(flag_arrays)
     sub_values = _subscription_values(subscription) if subscription is not None else {}
@@ -226,10 +308,10 @@ def render_user_credits(
                 record[name] = None  # no subscription row (any more); the field was there
             elif name in extra:
                 record[name] = extra[name]
-    else:  # the platform's own shape
-        for name in ACCOUNT_ORDER:
-            if values.get(name) is not None:
-                record[name] = values[name]
+    # the fields the old code reads, always (in the platform's own order for a new record)
+    for name in ACCOUNT_ORDER:
+        if name not in record and values.get(name) is not None:
+            record[name] = values[name]
     # then what has data now and had no field then
     for name in flag_arrays:
         record.setdefault(name, flag_arrays[name])

@@ -10,6 +10,7 @@ value; the rest in the platform's canonical shape.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from django.db import connection, reset_queries
 
@@ -43,10 +44,21 @@ def user_batches(batch_size: int) -> Iterator[list[tuple[int, str | None]]]:
         last = rows[-1][0]
 
 
-def render_batch(users: list[tuple[int, str | None]], only: frozenset[str]) -> list[tuple[str, str]]:
-    """The (key, raw value) pairs of a batch of users."""
+def render_batch(
+    users: list[tuple[int, str | None]],
+    only: frozenset[str],
+    *,
+    changed_at: dict[int, datetime] | None = None,
+) -> list[tuple[str, str]]:
+    """The (key, raw value) pairs of a batch of users.
+
+    The digests of the history entries rendered from rows the app wrote are remembered
+    (`RenderedEntry`), so a delta run that meets them in the store knows them for rows the
+    ledger already has. `changed_at` (user id -> latest change, from the mirror) moves updatedAt.
+    """
     ids = [user_id for user_id, _ in users]
     items: list[tuple[str, str]] = []
+    rendered: list[tuple[int, str, int]] = []
     if only & CREDITS_DOMAINS:
         accounts = _accounts(ids) if "credits" in only else {}
         ledger = _ledger(ids) if "credits" in only else {}
@@ -54,11 +66,19 @@ def render_batch(users: list[tuple[int, str | None]], only: frozenset[str]) -> l
         flags = _flags(ids) if "notifications" in only else {}
         for user_id in ids:
             if user_id in accounts or user_id in subs or user_id in flags:
+                history: list = []
                 record = render_user_credits(
                     account=accounts.get(user_id),
                     ledger=ledger.get(user_id, []),
                     subscription=subs.get(user_id),
                     flags=flags.get(user_id, []),
+                    changed_at=(changed_at or {}).get(user_id),
+                    history_out=history,
+                )
+                rendered.extend(
+                    (user_id, digest, row.pk)
+                    for row, _, digest in history
+                    if row.idempotency_key != f"kv:{digest}"
                 )
                 items.append((f"user_credits:{user_id}", encode_value(record)))
     if "gmail" in only:
@@ -66,7 +86,24 @@ def render_batch(users: list[tuple[int, str | None]], only: frozenset[str]) -> l
             items.append((f"user_tokens:{user_id}", encode_value(render_user_tokens(token))))
     if "accounts" in only:
         items.extend((f"firebase_uid:{uid}", encode_value(user_id)) for user_id, uid in users if uid)
+    remember_entries(rendered)
     return items
+
+
+_REMEMBER_SQL = """
+    INSERT INTO kvmigrate_rendered_entries (user_id, digest, transaction_id)
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[])
+    ON CONFLICT (user_id, digest) DO NOTHING
+"""
+
+
+def remember_entries(rendered: list[tuple[int, str, int]]) -> None:
+    """Remember (user, digest) -> ledger row for entries rendered from rows the app wrote."""
+    if not rendered:
+        return
+    users, digests, rows = zip(*rendered, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_REMEMBER_SQL, [list(users), list(digests), list(rows)])
 
 
 def reverse(
@@ -104,13 +141,13 @@ def _accounts(ids: list[int]) -> dict[int, AccountRow]:
 
 def _ledger(ids: list[int]) -> dict[int, list[LedgerRow]]:
     rows = _rows(
-        """SELECT user_id, amount, type, reason, created_at, idempotency_key, metadata
+        """SELECT user_id, amount, type, reason, created_at, idempotency_key, metadata, id
              FROM credit_transactions WHERE user_id = ANY(%s) ORDER BY user_id, created_at, id""",
         [ids],
     )
     out: dict[int, list[LedgerRow]] = {}
-    for user_id, *values in rows:
-        out.setdefault(user_id, []).append(LedgerRow(*values[:-1], jsonb(values[-1])))
+    for user_id, *values, pk in rows:
+        out.setdefault(user_id, []).append(LedgerRow(*values[:-1], jsonb(values[-1]), pk))
     return out
 
 

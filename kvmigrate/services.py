@@ -24,7 +24,7 @@ from django.db import connection, reset_queries, transaction
 from django.utils import timezone
 
 from . import report, users
-from .load import ALL_DOMAINS, Context, Prepared, load_prepared, prepare_batch
+from .load import ALL_DOMAINS, Context, Prepared, fingerprint, load_prepared, prepare_batch
 from .models import MigratedRecord, MigrationRun
 from .report import EXAMPLES_MAX, Counts
 from .sources import SourceError, open_source, open_writer, store_kind
@@ -523,3 +523,39 @@ def _write_back(options: Options, counts: Counts, progress: _Progress, run) -> N
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def remember_mirrored(items: list[tuple[str, str | None]]) -> None:
+    """The KV mirror wrote these values (None: deleted the key): a delta run skips them unchanged.
+
+    Their fingerprints are remembered as moved, exactly as if a run had read them from the store:
+    what fivedocks wrote itself is not news to it. A value the old code changes afterwards has a
+    new fingerprint and is moved as usual.
+    """
+    now = timezone.now()
+    gone = [key for key, value in items if value is None]
+    if gone:
+        MigratedRecord.objects.filter(key__in=gone).delete()
+    rows = []
+    for key, value in items:
+        if value is None:
+            continue
+        family, _, ident = key.partition(":")
+        domains = list(FAMILIES.get(family, ()))
+        rows.append(
+            MigratedRecord(
+                key=key,
+                family=family,
+                fingerprint=fingerprint(value),
+                domains=domains,
+                parts=domains,
+                user_id=int(ident) if ident.isdigit() else None,
+                updated_at=now,
+            )
+        )
+    MigratedRecord.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["key"],
+        update_fields=["fingerprint", "domains", "parts", "user_id", "updated_at"],
+    )

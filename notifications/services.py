@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from credits import services as credit_services
 from credits.services import CreditResult
+from fivedocks import changes
 from fivedocks.errors import Conflict, DomainError, NotFound
-from fivedocks.signals import user_data_changed
 from notifications import catalogue
 from notifications.catalogue import Kind
 from notifications.models import UserNotification
@@ -68,6 +68,7 @@ def mark_shown(
         raise DomainError(f"Unknown kind {kind!r}; known: {', '.join(catalogue.KINDS)}.")
     if catalogue.get(kind, notification_id) is None:
         raise UnknownNotification(f"Unknown {kind} id {notification_id}.")
+    changes.guard_writes("notifications")
     with transaction.atomic():
         row = _insert_flag(user_id=user.pk, kind=kind, notification_id=notification_id, metadata=metadata)
         if row is not None:
@@ -90,6 +91,8 @@ def claim_easter_egg(*, user, phrase: str) -> tuple[UserNotification, CreditResu
     egg = catalogue.egg_for_phrase(phrase or "")
     if egg is None:
         raise UnknownEasterEgg()
+    changes.guard_writes("notifications")
+    changes.guard_writes("credits")
     with transaction.atomic():
         row = _insert_flag(
             user_id=user.pk,
@@ -134,7 +137,7 @@ def _insert_flag(
     cachalot_invalidate(UserNotification)
     if inserted is None:
         return None
-    user_data_changed.send(sender=UserNotification, user_id=user_id, domain="notifications")
+    changes.user_data_changed(domain="notifications", user_id=user_id)
     return UserNotification.from_db(connection.alias, _FIELDS, [inserted[0], *values.values()])
 
 

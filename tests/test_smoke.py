@@ -94,8 +94,8 @@ def test_smoke_fails_with_a_bad_token(outside_server: LiveServer):
 def test_smoke_names_a_stuck_mirror(outside_server: LiveServer, seed):
     with psycopg.connect(outside_server.env["DATABASE_URL"], autocommit=True) as conn:
         row = conn.execute(
-            "INSERT INTO cutover_kv_outbox (key, value, domain, created_at, attempts, last_error)"
-            " VALUES ('user_credits:999999', '\"{}\"', 'credits', now() - interval '1 hour', 7, 'HTTP 503')"
+            "INSERT INTO cutover_kv_outbox (key, domain, user_id, created_at, attempts, last_error)"
+            " VALUES ('user_credits:999999', 'credits', 999999, now() - interval '1 hour', 7, 'HTTP 503')"
             " RETURNING id"
         ).fetchone()
         try:

@@ -1,7 +1,9 @@
-"""The KV mirror: committed changes land in the outbox in the platform's layout and reach the store."""
+"""The KV mirror: every domain's committed writes record their key; kvmirror renders and writes them."""
 
 import pytest
+from django.db import transaction
 
+from billing import services as billing_services
 from billing.models import Subscription
 from credits import services as credit_services
 from cutover.drain import drain
@@ -19,9 +21,16 @@ def mirror_on(settings):
     settings.KV_MIRROR = frozenset({"credits", "billing", "gmail", "notifications"})
 
 
-def last_record(key: str) -> dict | None:
-    row = KvOutbox.objects.filter(key=key).order_by("-id").first()
-    return decode_value(row.value) if row and row.value is not None else None
+@pytest.fixture
+def store():
+    with ReplitDBServer(limits=False) as server:
+        yield server
+
+
+def drained(store, key: str) -> dict | None:
+    drain(store.url)
+    raw = store.store.get(key)
+    return decode_value(raw) if raw is not None else None
 
 
 def test_mirror_off_records_nothing(user):
@@ -29,35 +38,45 @@ def test_mirror_off_records_nothing(user):
     assert not KvOutbox.objects.exists()
 
 
-def test_credit_change_queues_the_full_record(mirror_on, user):
+def test_the_writer_records_only_which_key_changed(mirror_on, user):
     credit_services.grant(user=user, amount=100, reason="welcome")
     credit_services.deduct(user=user, operation="company_search")
-    rows = list(KvOutbox.objects.filter(key=f"user_credits:{user.id}"))
-    assert len(rows) == 2
-    record = last_record(f"user_credits:{user.id}")
-    assert record["currentBalance"] == 90
-    assert [t["type"] for t in record["transactions"]][-1] == "debit"
+    rows = list(KvOutbox.objects.values_list("key", "domain", "user_id"))
+    assert rows == [(f"user_credits:{user.pk}", "credits", user.pk)] * 2
 
 
-def test_flags_subscription_and_tokens_are_mirrored(mirror_on, user):
+def test_every_domain_reaches_the_store(mirror_on, user, store):
     notification_services.mark_shown(user=user, notification_id=2)
-    Subscription.objects.create(
+    sub = Subscription.objects.create(
         user=user, status="active", plan_type="ugly-duckling", stripe_customer_id="cus_1"
     )
-    record = last_record(f"user_credits:{user.id}")
+    billing_services.set_plan_type(subscription=sub, plan_type="duckin-awesome")
+    record = drained(store, f"user_credits:{user.pk}")
     assert record["notifications"][2] == 1
-    assert record["subscriptionStatus"] == "active" and record["currentPlan"] == "ugly-duckling"
+    assert record["subscriptionStatus"] == "active" and record["currentPlan"] == "duckin-awesome"
     gmail_services.store_tokens(
         user=user, access_token="ya29.secret", refresh_token="1//refresh", expires_at=None,
         scopes=["https://www.googleapis.com/auth/gmail.modify"], email="x@example.com", display_name="X",
     )  # fmt: skip
-    tokens = last_record(f"user_tokens:{user.id}")
+    tokens = drained(store, f"user_tokens:{user.pk}")
     assert tokens["gmailRefreshToken"] == "1//refresh" and tokens["gmailEmail"] == "x@example.com"
 
 
-def test_a_rolled_back_change_is_not_mirrored(mirror_on, user):
-    from django.db import transaction
+def test_a_field_written_after_the_change_is_recorded_is_still_mirrored(mirror_on, user, store):
+    """The monthly top-up sets last_top_up after its grant: the drain renders the committed state."""
+    from datetime import UTC, datetime
 
+    from credits.models import CreditAccount
+
+    credit_services.ensure_account(user_id=user.pk)
+    CreditAccount.objects.filter(user=user).update(created_at=datetime(2020, 1, 1, tzinfo=UTC))
+    credit_services.monthly_top_up(user=user)
+    record = drained(store, f"user_credits:{user.pk}")
+    last_top_up = CreditAccount.objects.get(user=user).last_top_up
+    assert record["lastTopUp"] == int(last_top_up.timestamp() * 1000) and record["currentBalance"] == 250
+
+
+def test_a_rolled_back_change_is_not_mirrored(mirror_on, user):
     with pytest.raises(RuntimeError), transaction.atomic():
         credit_services.grant(user=user, amount=100, reason="welcome")
         raise RuntimeError
@@ -72,16 +91,14 @@ def test_per_domain_switch(settings, user):
     assert KvOutbox.objects.filter(domain="notifications").count() == 1
 
 
-def test_api_writes_reach_the_store_in_order(mirror_on, user, user_client):
+def test_api_writes_reach_the_store_in_order(mirror_on, user, user_client, store):
     credit_services.grant(user=user, amount=1000, reason="welcome")
     for n in range(3):
         response = user_client.post(
             "/api/credits/deduct/", {"operation": "company_search", "idempotency_key": f"k{n}"}
         )
         assert response.status_code == 200
-    with ReplitDBServer(limits=False) as server:
-        stats = drain(server.url)
-        assert stats.written == 4
-        stored = decode_value(server.store.get(f"user_credits:{user.id}"))
+    stored = drained(store, f"user_credits:{user.pk}")
     assert stored["currentBalance"] == 970
     assert len(stored["transactions"]) == 4
+    assert KvOutbox.objects.count() == 0

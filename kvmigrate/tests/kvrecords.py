@@ -109,3 +109,34 @@ def split_key(key: str) -> tuple[str, str, int | None]:
 def tf(key: str, value):
     prefix, ident, user_id = split_key(key)
     return transform(key, prefix, ident, user_id, value)
+
+
+# The fields of `user_credits:{id}` the platform's old code reads: reverse and the mirror always
+# write them (a store's record that lacked one, or held null, gets the platform's default).
+READ_BY_OLD_CODE = (
+    "currentBalance", "lastTopUp", "totalUsed", "isBlocked", "transactions", "monthlyAllowance",
+    "createdAt", "updatedAt",
+)  # fmt: skip
+
+
+def same_for_old_code(key: str, rendered, original) -> bool:
+    """A record given back value for value, plus the fields the old code reads where it had none.
+
+    Every field of the original comes back equal and in its order (a null read by the old code
+    may become its value); what is added is only the old code's missing fields, all non-null.
+    """
+    from kvmigrate.transforms.base import same_json
+
+    if not key.startswith("user_credits:") or not isinstance(original, dict):
+        return same_json(rendered, original) and (
+            not isinstance(original, dict) or list(rendered) == list(original)
+        )
+    for name, value in original.items():
+        if name in READ_BY_OLD_CODE and value is None:
+            continue
+        if name not in rendered or not same_json(rendered[name], value):
+            return False
+    if [name for name in rendered if name in original] != list(original):
+        return False
+    added = set(rendered) - set(original)
+    return added <= set(READ_BY_OLD_CODE) and all(rendered.get(n) is not None for n in READ_BY_OLD_CODE)

@@ -49,6 +49,7 @@ class LedgerRow:
     created_at: datetime
     idempotency_key: str
     metadata: dict
+    pk: int | None = None  # the ledger row's id, when read from PostgreSQL
 
 
 @dataclass(slots=True)
@@ -260,12 +261,13 @@ def _parse_iso(text: str, original: Any, path: str) -> datetime:
         raise _bad_ts(path, "out of range", original) from None
 
 
-def to_ms(moment: datetime) -> int | float:
-    """Epoch milliseconds, as `Date.now()` gives them (an int unless there are microseconds)."""
-    delta = moment - EPOCH
-    if delta.microseconds % 1000:
-        return delta / timedelta(milliseconds=1)
-    return delta // timedelta(milliseconds=1)
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds as `Date.now()` gives them: an integer (sub-millisecond parts dropped).
+
+    A value the store held with a fraction is kept verbatim by the transforms (it differs from
+    this), so a record read from the store still goes back value for value.
+    """
+    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 def parse_str(value: Any, path: str, *, max_length: int | None = None) -> str:

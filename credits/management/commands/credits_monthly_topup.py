@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from credits import services
+from fivedocks.errors import WritesFrozen
 
 
 class Command(BaseCommand):
@@ -20,7 +21,12 @@ class Command(BaseCommand):
         granted = skipped = replayed = 0
         users = get_user_model().objects.filter(is_active=True).only("pk").order_by("pk")
         for user in users.iterator(chunk_size=1000):
-            result = services.monthly_top_up(user=user, month=when)
+            try:
+                result = services.monthly_top_up(user=user, month=when)
+            except WritesFrozen as exc:
+                raise CommandError(
+                    f"{exc.message} Granted {granted} before the freeze; run it again after (it is safe)."
+                ) from None
             if result is None:
                 skipped += 1
             elif result.replayed:
