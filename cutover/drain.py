@@ -17,17 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from cutover.mirror import FAMILY_DOMAINS
 from cutover.models import KvOutbox
+from fivedocks import locks
 from kvmigrate.services import remember_mirrored
 from kvmigrate.sources import open_writer
 from kvmigrate.sources.base import SourceError
 
-_LOCK_ID = 0x6B766D69  # "kvmi": one drainer at a time
+_LOCK_ID = locks.KV_MIRROR_DRAIN  # one drainer at a time
 
 
 @dataclass
@@ -92,10 +93,8 @@ def drain(
     writer = open_writer(target, **(writer_options or {}))
     backoff = 0.5
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_ID])
-            if not cursor.fetchone()[0]:
-                raise SourceError("another kvmirror drainer is running")
+        if not locks.try_advisory_lock(_LOCK_ID):
+            raise SourceError("another kvmirror drainer is running")
         try:
             while not stop():
                 rows = list(
@@ -132,8 +131,7 @@ def drain(
                 stats.deleted += sum(1 for _, value in items if value is None)
                 stats.written += sum(1 for _, value in items if value is not None)
         finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_ID])
+            locks.advisory_unlock(_LOCK_ID)
     finally:
         writer.close()
     return stats

@@ -178,11 +178,6 @@ def _load_prepared(prepared: Prepared, ctx: Context) -> Counts:
     return counts
 
 
-def load_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
-    """Move one batch; returns its counts. The caller decides the transaction's outer scope."""
-    return load_prepared(prepare_batch(items, ctx), ctx)
-
-
 def _reset(rec: Rec) -> None:
     """Forget what the failed transaction decided (what was prepared stays)."""
     rec.looked_up, rec.prev, rec.todo = False, None, ()

@@ -36,10 +36,6 @@ def prepare_verify(items: Iterable[tuple[str, str]], ctx: Context) -> Prepared:
     return Prepared(recs, counts)
 
 
-def verify_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
-    return verify_prepared(prepare_verify(items, ctx), ctx)
-
-
 def verify_prepared(prepared: Prepared, ctx: Context) -> Counts:
     counts, recs = prepared.counts, prepared.recs
     if not recs:
