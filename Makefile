@@ -36,11 +36,13 @@ run: install .env .demo/kv.jsonl
 test: install
 	$(VENV)/bin/pytest -n 2
 
-# ruff, then the dependency rules between the apps (import-linter, `.importlinter`).
+# ruff, the dependency rules between the apps (import-linter, `.importlinter`), then the types of
+# the services and selectors (mypy with django-stubs, `mypy.ini`).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --config .importlinter
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -196,7 +196,7 @@ def _ensure_account(*, user_id: int) -> None:
 _TABLE = CreditAccount._meta.db_table
 _LEDGER_TABLE = CreditTransaction._meta.db_table
 _LEDGER_FIELDS = CreditTransaction._meta.concrete_fields
-_LEDGER_COLUMNS = ", ".join(f.column for f in _LEDGER_FIELDS)
+_LEDGER_COLUMNS = ", ".join(str(f.column) for f in _LEDGER_FIELDS)
 _LEDGER_ATTNAMES = [f.attname for f in _LEDGER_FIELDS]
 _METADATA_FIELD = CreditTransaction._meta.get_field("metadata")
 
@@ -226,7 +226,7 @@ _INSERTED_FIELDS = [f for f in _LEDGER_FIELDS if f.attname != "id"]
 _INSERT_SQL = f"""
     WITH h AS ({OPEN_HOLDS_SQL}),
     ins AS (
-        INSERT INTO {_LEDGER_TABLE} ({", ".join(f.column for f in _INSERTED_FIELDS)})
+        INSERT INTO {_LEDGER_TABLE} ({", ".join(str(f.column) for f in _INSERTED_FIELDS)})
         SELECT {", ".join(f"%({f.attname})s::{f.db_type(connection)}" for f in _INSERTED_FIELDS)}
           FROM h WHERE %(amount)s >= 0 OR %(balance_after)s >= h.held
             ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -564,6 +564,7 @@ def open_hold(
         raise DomainError("Give either an operation or an amount.")
     if operation is not None:
         amount = operation_cost(operation)
+    assert amount is not None  # exactly one of amount and operation was given (checked above)
     if not 1 <= amount <= MAX_CHANGE:
         raise AmountOutOfRange(f"A hold is 1 to {MAX_CHANGE:,} credits.")
     if not idempotency_key:
@@ -775,7 +776,7 @@ _KEYS_SQL = f"""
     SELECT user_id, idempotency_key FROM {_LEDGER}
      WHERE user_id = ANY(%s) AND idempotency_key = ANY(%s)
 """  # noqa: S608
-_LEDGER_COLUMNS = (
+_LOAD_LEDGER_COLUMNS = (
     "user_id", "amount", "type", "reason", "balance_after", "metadata", "idempotency_key", "created_at",
 )  # fmt: skip
 _ACCOUNT_COLUMNS = (
@@ -903,7 +904,7 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
             )  # fmt: skip
             (existing_accounts if uid in existing else fresh_accounts).append(values)
         # New rows go in with COPY (the fastest path PostgreSQL has); existing accounts are upserted.
-        _copy(cursor, _LEDGER, _LEDGER_COLUMNS, ledger_rows)
+        _copy(cursor, _LEDGER, _LOAD_LEDGER_COLUMNS, ledger_rows)
         _copy(cursor, _TABLE, _ACCOUNT_COLUMNS, fresh_accounts)
         if existing_accounts:
             cursor.execute(_UPSERT_ACCOUNTS_SQL, [list(col) for col in zip(*existing_accounts, strict=True)])
