@@ -24,6 +24,7 @@ from django.utils import timezone
 from cutover.mirror import FAMILY_DOMAINS
 from cutover.models import KvOutbox
 from fivedocks import locks
+from kvmigrate.reverse import render_batch
 from kvmigrate.services import remember_mirrored
 from kvmigrate.sources import open_writer
 from kvmigrate.sources.base import SourceError
@@ -56,8 +57,6 @@ def render_keys(changes: dict[str, datetime]) -> list[tuple[str, str | None]]:
 
     `changes` maps each key to its latest change (moves the record's updatedAt).
     """
-    from kvmigrate.reverse import render_batch
-
     by_family: dict[str, dict[int, datetime]] = {}
     for key, at in changes.items():
         family, _, ident = key.partition(":")
