@@ -121,6 +121,17 @@ def ensure_customer(*, user) -> str:
 
 def start_checkout(*, user, plan: str) -> str:
     """A Stripe Checkout Session (subscription mode) for `plan`; returns its URL."""
+    return create_checkout_session(user=user, plan=plan).url
+
+
+def create_checkout_session(
+    *, user, plan: str, success_url: str | None = None, cancel_url: str | None = None
+):
+    """The Stripe Checkout Session for `plan` (its `url` and `id`).
+
+    `success_url`/`cancel_url` default to BILLING_SUCCESS_URL/BILLING_CANCEL_URL; the platform's
+    own checkout route sends the user back to the page they came from.
+    """
     changes.guard_writes("billing")
     catalogue_plan = plans.get_plan(plan)
     if catalogue_plan is None:
@@ -138,13 +149,13 @@ def start_checkout(*, user, plan: str) -> str:
             "customer": customer_id,
             "client_reference_id": str(user.pk),
             "line_items": [{"price": catalogue_plan["stripe_price"], "quantity": 1}],
-            "success_url": settings.BILLING_SUCCESS_URL,
-            "cancel_url": settings.BILLING_CANCEL_URL,
+            "success_url": success_url or settings.BILLING_SUCCESS_URL,
+            "cancel_url": cancel_url or settings.BILLING_CANCEL_URL,
             "metadata": metadata,
             "subscription_data": {"metadata": metadata},
         },
     )
-    return session.url
+    return session
 
 
 def create_portal_session(*, user) -> str:

@@ -19,8 +19,9 @@ def get_balance(*, user_id: int) -> balance_cache.BalanceSnapshot:
     cached = balance_cache.read(user_id)
     if cached is not None:
         return cached
+    token = balance_cache.fill_token(user_id)
     snapshot = balance_from_database(user_id=user_id)
-    balance_cache.store(user_id, snapshot)
+    balance_cache.fill(user_id, snapshot, token)
     return snapshot
 
 
@@ -86,3 +87,33 @@ def transaction_history(
     if created_to:
         qs = qs.filter(created_at__lt=created_to)
     return qs.order_by("-created_at", "-id")
+
+
+def account_details(*, user_id: int) -> CreditAccount | None:
+    """The account row (last top-up, the allowance override), or None before its first write."""
+    return (
+        CreditAccount.objects.filter(user_id=user_id)
+        .only("user_id", "last_top_up", "monthly_allowance", "created_at", "is_blocked")
+        .first()
+    )
+
+
+def usage_since(*, user_id: int, since: datetime) -> tuple[int, dict[str, int]]:
+    """(credits deducted since `since`, number of charges per `searchType` ever).
+
+    The search type is the `searchType` the charge recorded in its metadata (the platform's
+    field, kept by kvmigrate for migrated history); charges without one are not counted by type.
+    """
+    from django.db.models import Count, Q, Sum
+    from django.db.models.fields.json import KT
+
+    charges = CreditTransaction.objects.filter(user_id=user_id, type=CreditTransaction.Type.DEDUCTION)
+    used = charges.aggregate(total=Sum("amount", filter=Q(created_at__gte=since)))["total"] or 0
+    counts = (
+        charges.annotate(search_type=KT("metadata__searchType"))
+        .filter(search_type__isnull=False)
+        .values("search_type")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return -used, {row["search_type"]: row["n"] for row in counts}

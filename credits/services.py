@@ -399,6 +399,7 @@ def _write_change(
         held=held,
         held_until=held_until,
     )
+    balance_cache.changing([user_id])  # every process drops its entry at commit
     transaction.on_commit(lambda: balance_cache.store(user_id, snapshot))
     changes.user_data_changed(domain="credits", user_id=user_id)
     return entry
@@ -588,7 +589,7 @@ def open_hold(
         cursor.execute(_OPEN_HOLD_SQL, params)
         hold_id, held = cursor.fetchone()
         if hold_id is not None:
-            transaction.on_commit(lambda: balance_cache.forget(user.pk))
+            balance_cache.changing([user.pk])  # every process drops its entry at commit
             hold = CreditHold(
                 id=hold_id,
                 user_id=user.pk,
@@ -672,7 +673,7 @@ def release_hold(*, hold_id: int, owner: str = "") -> HoldResult:
         row = cursor.fetchone()
         if row is not None:
             (user_id,) = row
-            transaction.on_commit(lambda: balance_cache.forget(user_id))
+            balance_cache.changing([user_id])  # every process drops its entry at commit
             CREDIT_HOLDS.labels("released").inc()
             replayed = False
     if row is None:
@@ -908,5 +909,5 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
         _copy(cursor, _TABLE, _ACCOUNT_COLUMNS, fresh_accounts)
         if existing_accounts:
             cursor.execute(_UPSERT_ACCOUNTS_SQL, [list(col) for col in zip(*existing_accounts, strict=True)])
-        transaction.on_commit(lambda: balance_cache.forget_many(user_ids))
+        balance_cache.changing(user_ids)  # every process drops these entries at commit
     return MigratedAccountsResult(frozenset(set(user_ids) - existing), len(ledger_rows))

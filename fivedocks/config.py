@@ -39,7 +39,11 @@ def database_from_url(url: str, *, pool: bool, pool_max: int) -> dict:
 
 
 def with_connection_options(config: dict, *, pool: bool, pool_max: int) -> dict:
-    """psycopg 3 pool when asked for (Django 5.1+), else persistent connections."""
+    """psycopg 3 pool when asked for (Django 5.1+), else persistent connections.
+
+    The engine is Django's PostgreSQL backend extended to send a transaction's cache
+    notifications before its COMMIT (fivedocks/db/base.py, fivedocks/coherence.py)."""
+    config["ENGINE"] = "fivedocks.db"
     options = config.setdefault("OPTIONS", {})
     if pool:
         options["pool"] = {"min_size": 1, "max_size": pool_max, "timeout": 10}
@@ -86,3 +90,23 @@ def env_int(env: environ.Env, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+
+
+# The platform's fallback when its SESSION_SECRET is unset: anyone can sign cookies with it.
+PLATFORM_FALLBACK_SECRET = "temporary-secret-key"
+
+
+def platform_session_secrets(raw: str, *, enabled: bool) -> list[str]:
+    """PLATFORM_SESSION_SECRET: comma-separated, newest first (the platform's rotation order).
+
+    Required when session login is on (PLATFORM_DATABASE_URL set); the platform's public
+    fallback secret is refused whenever it appears.
+    """
+    secrets = [part.strip() for part in raw.split(",") if part.strip()]
+    if PLATFORM_FALLBACK_SECRET in secrets:
+        raise ConfigError(
+            f"PLATFORM_SESSION_SECRET must not be the platform's public fallback {PLATFORM_FALLBACK_SECRET!r}"
+        )
+    if enabled and not secrets:
+        raise ConfigError("PLATFORM_SESSION_SECRET is required when PLATFORM_DATABASE_URL is set")
+    return secrets

@@ -37,6 +37,19 @@ CACHE_REQUESTS = Counter(
     ["cache", "family", "result"],
     registry=REGISTRY,
 )
+CACHE_ERRORS = Counter(
+    "fivedocks_cache_errors_total",
+    "Cache operations that failed (the cache was down): reads answered from the database, writes skipped.",
+    ["cache", "operation"],
+    registry=REGISTRY,
+)
+COHERENCE_EVENTS = Counter(
+    "fivedocks_cache_coherence_events_total",
+    "Cache broadcast events: sent (a transaction's notification), applied (a batch received), "
+    "connected / disconnected (the listener), apply_error.",
+    ["event"],
+    registry=REGISTRY,
+)
 CREDIT_OPERATIONS = Counter(
     "fivedocks_credit_operations_total",
     "Credit operations by type and result (ok, insufficient, replayed, error).",

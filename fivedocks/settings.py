@@ -13,6 +13,7 @@ from fivedocks.config import (
     database_from_url,
     env_bool,
     env_int,
+    platform_session_secrets,
     with_connection_options,
 )
 from fivedocks.domains import MIRRORED_DOMAINS
@@ -59,12 +60,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "fivedocks.middleware.ObservabilityMiddleware",
+    "fivedocks.middleware.LocalCacheCoherenceMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "fiveducks.middleware.GmailPopupCookieMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -129,9 +132,17 @@ SILENCED_SYSTEM_CHECKS = (
 )
 CACHALOT_ENABLED = env_bool(env, "CACHALOT_ENABLED", True)
 CACHALOT_TIMEOUT = env_int(env, "CACHALOT_TIMEOUT", 300)
+# Our engine is Django's PostgreSQL backend plus the cache broadcast (fivedocks/db/base.py).
+CACHALOT_ADDITIONAL_SUPPORTED_DATABASES = frozenset({"fivedocks.db"})
 # Cachalot caches only the read-mostly tables; balances have their own per-user entries.
 CACHALOT_ONLY_CACHABLE_TABLES = frozenset({"users", "subscriptions", "user_notifications"})
 CREDITS_BALANCE_CACHE_TTL = env_int(env, "CREDITS_BALANCE_CACHE_TTL", 60)
+# Every committed change a cached entry depends on is broadcast with PostgreSQL NOTIFY and every
+# serving process evicts its local copy (fivedocks/coherence.py). Needed with a per-process
+# cache (local memory, the default); a shared cache (Redis) sees every change already.
+CACHE_BROADCAST = env_bool(env, "CACHE_BROADCAST", CACHES["default"]["BACKEND"].endswith("LocMemCache"))
+# Opt-in `X-Served-By: host:pid` response header (which worker answered; debugging, tests).
+SERVED_BY_HEADER = env_bool(env, "SERVED_BY_HEADER", False)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -165,6 +176,10 @@ REST_FRAMEWORK = {
         # Token first: an anonymous caller gets 401 with `WWW-Authenticate: Token`.
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        # The 5Ducks platform's own logins (docs/platform.md): its Express session cookie
+        # (`connect.sid`, which wins, as on the platform), then a Firebase ID token.
+        "fiveducks.authentication.PlatformSessionAuthentication",
+        "fiveducks.authentication.FirebaseAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "fivedocks.api.Pagination",
@@ -252,6 +267,32 @@ GMAIL_SCOPES = [
 TOKEN_ENCRYPTION_KEYS = env.list("TOKEN_ENCRYPTION_KEYS", default=[])
 if not TOKEN_ENCRYPTION_KEYS and not (DEBUG or TESTING):
     raise ConfigError("TOKEN_ENCRYPTION_KEYS is required when DEBUG is off (see .env.example)")
+
+# --- The 5Ducks platform (fiveducks/, docs/platform.md) ----------------------------------------
+# Firebase ID tokens (`Authorization: Bearer`) are accepted when the project id is set.
+FIREBASE_PROJECT_ID = env.str("FIREBASE_PROJECT_ID", default="")
+FIREBASE_CERTS_URL = env.str(
+    "FIREBASE_CERTS_URL",
+    default="https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
+)
+# The platform's PostgreSQL (its `users` and session tables). Unset: session login and the
+# first-sight import of platform users are off.
+PLATFORM_DATABASE_URL = env.str("PLATFORM_DATABASE_URL", default="")
+PLATFORM_SESSION_SECRETS = platform_session_secrets(
+    env.str("PLATFORM_SESSION_SECRET", default=""), enabled=bool(PLATFORM_DATABASE_URL)
+)
+PLATFORM_SESSION_TABLE = env.str("PLATFORM_SESSION_TABLE", default="user_sessions")
+PLATFORM_SESSION_COOKIE = env.str("PLATFORM_SESSION_COOKIE", default="connect.sid")
+PLATFORM_USERS_TABLE = env.str("PLATFORM_USERS_TABLE", default="users")
+PLATFORM_USERS_COLUMNS = tuple(
+    env.list("PLATFORM_USERS_COLUMNS", default=["id", "email", "username", "created_at"])
+)
+# Credits a user imported on first sight gets once (the platform's welcome bonus).
+PLATFORM_WELCOME_CREDITS = env_int(env, "PLATFORM_WELCOME_CREDITS", 250)
+# The Gmail popup's redirect URI; empty: this server's own /api/gmail/callback (as the platform).
+PLATFORM_GMAIL_REDIRECT_URI = env.str("PLATFORM_GMAIL_REDIRECT_URI", default="")
+# Where the checkout of /api/stripe/create-checkout-session returns (the platform's pages).
+PLATFORM_CHECKOUT_SUCCESS_PATH = "/subscription-success?session_id={CHECKOUT_SESSION_ID}"
 
 # --- Cutover ------------------------------------------------------------------------------
 # Domains whose API writes answer 503 (also switchable per domain in the admin).

@@ -7,3 +7,6 @@ class FiveducksConfig(AppConfig):
     name = "fiveducks"
     label = "fiveducks"
     verbose_name = "5Ducks platform"
+
+    def ready(self) -> None:
+        from fiveducks import schema  # noqa: F401 - registers the OpenAPI descriptions of the logins

@@ -1,4 +1,19 @@
-"""`Authorization: Bearer fd_svc_...`: service clients, distinct from user tokens.
+"""The platform's logins as DRF authentication classes (docs/platform.md).
+
+- `PlatformSessionAuthentication`: the Express `connect.sid` cookie, signed by cookie-signature
+  and looked up in the platform's session table (PLATFORM_DATABASE_URL). Off when unset.
+- `FirebaseAuthentication`: `Authorization: Bearer <Firebase ID token>`. Off while
+  FIREBASE_PROJECT_ID is unset. The user is found by Firebase uid, then by verified email (the uid
+  is then recorded); an unverified email never links to or imports a user.
+- `GmailPopupCookieAuthentication`: the short-lived cookie fivedocks sets for the Gmail popup
+  (which cannot carry a header), accepted only by the popup's own routes.
+
+Both platform users and Firebase users unknown to fivedocks are imported on first sight
+(fiveducks.first_sight). A cookie-authenticated unsafe request must come from this origin or a
+trusted one (`enforce_same_origin`): the client sends no CSRF token, but every browser sends
+Origin (or Referer) on a cross-site POST.
+
+Service clients (issue 13): `Authorization: Bearer fd_svc_...`: service clients, distinct from user tokens.
 
 Only the service API accepts these, and the service API accepts nothing else: a user's token or
 session never authenticates there (no user is ever the caller of `/api/service/`).
@@ -8,13 +23,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from django.conf import settings
+from django.core import signing
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import exceptions
+from rest_framework import authentication, exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 
-from fiveducks import selectors, services
+from fiveducks import express_session, firebase, first_sight, platform_db, selectors, services
 from fiveducks.models import ServiceClient
 
 logger = logging.getLogger(__name__)
@@ -96,3 +114,126 @@ class ServiceClientScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "fd_svc_<key id>_<secret>",
             "description": "A service client's secret (manage.py service_client create NAME --scopes ...).",
         }
+
+
+# --- The platform's logins ----------------------------------------------------------------------
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+GMAIL_COOKIE = "fd_gmail_popup"
+GMAIL_COOKIE_PATH = "/api/gmail/"
+GMAIL_COOKIE_MAX_AGE = 600  # seconds: long enough to open the popup and consent
+GMAIL_COOKIE_SALT = "fiveducks.gmail-popup"
+
+
+def request_origin(request) -> str:
+    return f"{request.scheme}://{request.get_host()}"
+
+
+def enforce_same_origin(request) -> None:
+    """403 for an unsafe request whose Origin (else Referer) is not ours or a trusted origin."""
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        referer = request.headers.get("Referer") or ""
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    if not origin:
+        raise exceptions.PermissionDenied("Cross-site request refused: no Origin or Referer header.")
+    allowed = {request_origin(request), *settings.CSRF_TRUSTED_ORIGINS}
+    if origin not in allowed:
+        raise exceptions.PermissionDenied("Cross-site request refused: this origin is not trusted.")
+
+
+def _usable(user):
+    return user if user is not None and user.is_active else None
+
+
+class PlatformSessionAuthentication(authentication.BaseAuthentication):
+    """The platform's Express session cookie (`connect.sid`)."""
+
+    def authenticate(self, request):
+        raw = request.COOKIES.get(settings.PLATFORM_SESSION_COOKIE)
+        if not raw or not platform_db.enabled():
+            return None
+        # The client sends its stale cookie along with a fresh Firebase token: a refused cookie
+        # is then ignored (the token decides), as on the platform where the session is optional.
+        has_header = bool(request.META.get("HTTP_AUTHORIZATION"))
+        try:
+            user_id = express_session.user_id_for(raw)
+        except express_session.InvalidSession as exc:
+            if has_header:
+                return None
+            raise exceptions.AuthenticationFailed(f"The platform session was refused: {exc}.") from None
+        except platform_db.PlatformUnavailable as exc:
+            logger.warning("session login unavailable: %s", exc)
+            if has_header:
+                return None
+            raise exceptions.AuthenticationFailed("The platform session could not be checked.") from None
+        user = _usable(first_sight.find_or_import_user(user_id=user_id))
+        if user is None:
+            if has_header:
+                return None
+            raise exceptions.AuthenticationFailed("The platform session's user is not known.")
+        enforce_same_origin(request)
+        return user, "platform-session"
+
+    def authenticate_header(self, request):
+        return None
+
+
+class FirebaseAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <Firebase ID token>`."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if len(header) != 2 or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if not firebase.enabled():
+            return None
+        try:
+            token = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid bearer token.") from None
+        if not firebase.looks_like_jwt(token):
+            return None  # another kind of bearer credential: not a Firebase login
+        try:
+            identity = firebase.verify(token)
+        except firebase.InvalidToken as exc:
+            raise exceptions.AuthenticationFailed(f"Invalid Firebase ID token: {exc}.") from None
+        user = services.user_for_firebase_identity(identity=identity)
+        if user is None or not user.is_active:
+            raise exceptions.AuthenticationFailed("No user is registered for this Firebase account.")
+        # Lets the Gmail popup (no header possible) prove the same login for a few minutes.
+        request._request.fiveducks_firebase_user_id = user.pk
+        return user, "firebase"
+
+    def authenticate_header(self, request):
+        return f'{self.keyword} realm="api"'
+
+
+def gmail_cookie_value(user_id: int) -> str:
+    return signing.TimestampSigner(salt=GMAIL_COOKIE_SALT).sign(str(user_id))
+
+
+class GmailPopupCookieAuthentication(authentication.BaseAuthentication):
+    """The cookie set after a Firebase login, for the Gmail popup's own routes only."""
+
+    def authenticate(self, request):
+        raw = request.COOKIES.get(GMAIL_COOKIE)
+        if not raw:
+            return None
+        try:
+            user_id = signing.TimestampSigner(salt=GMAIL_COOKIE_SALT).unsign(
+                raw, max_age=GMAIL_COOKIE_MAX_AGE
+            )
+        except signing.BadSignature:
+            return None  # expired or forged: as if absent (the popup then asks to log in)
+        user = _usable(first_sight.find_or_import_user(user_id=int(user_id)))
+        if user is None:
+            return None
+        enforce_same_origin(request)
+        return user, "gmail-popup-cookie"

@@ -64,28 +64,39 @@ def client_config() -> dict:
     }
 
 
-def build_flow(*, state: str | None = None, code_verifier: str | None = None) -> Flow:
+def build_flow(
+    *, state: str | None = None, code_verifier: str | None = None, redirect_uri: str | None = None
+) -> Flow:
+    """The OAuth flow; `redirect_uri` defaults to GOOGLE_REDIRECT_URI (the platform's popup
+    flow returns to its own path, /api/gmail/callback)."""
     return Flow.from_client_config(
         client_config(),
         scopes=list(settings.GMAIL_SCOPES),
-        redirect_uri=settings.GOOGLE_REDIRECT_URI,
+        redirect_uri=redirect_uri or settings.GOOGLE_REDIRECT_URI,
         state=state,
         code_verifier=code_verifier,
     )
 
 
-def authorization_request() -> AuthorizationRequest:
-    """The consent URL: offline access (a refresh token), consent prompt, PKCE (S256)."""
-    flow = build_flow()
+def authorization_request(
+    *, state: str | None = None, redirect_uri: str | None = None
+) -> AuthorizationRequest:
+    """The consent URL: offline access (a refresh token), consent prompt, PKCE (S256).
+
+    `state` defaults to a random one; a caller may bind its own (e.g. to a user and a nonce).
+    """
+    flow = build_flow(state=state, redirect_uri=redirect_uri)
     url, state = flow.authorization_url(
         access_type="offline", prompt="consent", include_granted_scopes="true"
     )
     return AuthorizationRequest(url=url, state=state, code_verifier=flow.code_verifier)
 
 
-def exchange_code(*, code: str, state: str, code_verifier: str | None) -> GrantedTokens:
+def exchange_code(
+    *, code: str, state: str, code_verifier: str | None, redirect_uri: str | None = None
+) -> GrantedTokens:
     """Trade an authorization code for tokens, and find out whose mailbox they open."""
-    flow = build_flow(state=state, code_verifier=code_verifier)
+    flow = build_flow(state=state, code_verifier=code_verifier, redirect_uri=redirect_uri)
     try:
         token = dict(flow.fetch_token(code=code, timeout=HTTP_TIMEOUT))
     except Warning as changed:

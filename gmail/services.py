@@ -91,11 +91,15 @@ def _store(*, user_id: int, **values) -> GmailToken:
     return token
 
 
-def complete_connection(*, user, code: str, state: str, code_verifier: str | None) -> GmailToken:
+def complete_connection(
+    *, user, code: str, state: str, code_verifier: str | None, redirect_uri: str | None = None
+) -> GmailToken:
     """Exchange the callback's authorization code at Google and store the tokens."""
     changes.guard_writes("gmail")  # before Google is asked: a code is good for one exchange
     try:
-        granted = oauth.exchange_code(code=code, state=state, code_verifier=code_verifier)
+        granted = oauth.exchange_code(
+            code=code, state=state, code_verifier=code_verifier, redirect_uri=redirect_uri
+        )
     except oauth.GoogleError as exc:
         logger.warning("gmail: code exchange failed for user %s (%s)", user.pk, exc.error or "no code")
         raise GmailUpstreamError(str(exc)) from None

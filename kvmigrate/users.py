@@ -352,7 +352,11 @@ def _fingerprint(raw: str) -> str:
 
 
 def move_sequence() -> int | None:
-    """Move the users id sequence past the largest id; returns the new position."""
+    """Move the users id sequence past the largest id; returns the new position.
+
+    Never below the sequence's start: ids fivedocks creates itself begin far above the
+    platform's (accounts migration 0002), so an import never pulls them back into its range.
+    """
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_get_serial_sequence('users', 'id')")
         (sequence,) = cursor.fetchone()
@@ -361,7 +365,32 @@ def move_sequence() -> int | None:
         cursor.execute(
             """SELECT setval(%s::regclass, GREATEST(
                    (SELECT COALESCE(MAX(id), 1) FROM users),
-                   COALESCE(pg_sequence_last_value(%s::regclass), 1)))""",
-            [sequence, sequence],
+                   COALESCE(pg_sequence_last_value(%s::regclass), 1),
+                   (SELECT seqstart - 1 FROM pg_sequence WHERE seqrelid = %s::regclass)))""",
+            [sequence, sequence, sequence],
         )
         return cursor.fetchone()[0]
+
+
+_INSERT_ONE_SQL = f"""
+    INSERT INTO users ({", ".join(_USER_COLUMNS)}) VALUES ({", ".join(["%s"] * len(_USER_COLUMNS))})
+    ON CONFLICT DO NOTHING
+    RETURNING id
+"""  # noqa: S608 - the columns are ours, every value is a parameter
+
+
+def insert_new(row: UserRow) -> bool:
+    """Insert one cleaned user (id kept) unless its id or email exists; True when inserted.
+
+    The first-sight import (fiveducks.first_sight) uses this: the same mapping as `--users-from`,
+    but it never updates a user fivedocks already has. Under concurrent inserts of the same user
+    one inserts and the others wait on the unique index, then insert nothing.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_ONE_SQL, list(_user_values(row)))
+        inserted = cursor.fetchone() is not None
+    if inserted:
+        from cachalot.api import invalidate
+
+        transaction.on_commit(lambda: invalidate("users"))
+    return inserted

@@ -7,6 +7,7 @@ import secrets
 import pytest
 
 from billing.testing import StripeStandIn
+from fiveducks.testing import FirebaseCerts, PlatformDatabase
 from gmail.testing import FakeGoogle
 from tests.liveserver import LiveServer, running_server
 
@@ -21,8 +22,18 @@ def outside_server() -> LiveServer:
     from django.conf import settings
 
     client_id, client_secret = "e2e-client.apps.googleusercontent.com", secrets.token_urlsafe(16)
-    with StripeStandIn() as stripe, FakeGoogle(client_id=client_id, client_secret=client_secret) as google:
+    platform = PlatformDatabase(settings.DATABASES["default"])
+    with (
+        StripeStandIn() as stripe,
+        FakeGoogle(client_id=client_id, client_secret=client_secret) as google,
+        FirebaseCerts() as firebase,
+    ):
         env = {
+            # The 5Ducks platform's logins (docs/platform.md), against local stand-ins.
+            "FIREBASE_PROJECT_ID": firebase.project_id,
+            "FIREBASE_CERTS_URL": firebase.url,
+            "PLATFORM_DATABASE_URL": platform.url,
+            "PLATFORM_SESSION_SECRET": platform.secret,
             "STRIPE_SECRET_KEY": f"sk_test_{secrets.token_hex(12)}",
             "STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_hex(16)}",
             "STRIPE_API_BASE": stripe.url,
@@ -35,8 +46,13 @@ def outside_server() -> LiveServer:
             "GOOGLE_USERINFO_URI": google.userinfo_uri,
             "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the stand-in speaks plain http
         }
-        with running_server(settings.DATABASES["default"], extra_env=env) as server:
-            yield server
+        try:
+            with running_server(settings.DATABASES["default"], extra_env=env) as server:
+                server.firebase = firebase
+                server.platform = platform
+                yield server
+        finally:
+            platform.drop()
 
 
 @pytest.fixture(scope="session")

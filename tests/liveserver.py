@@ -139,18 +139,25 @@ def run_seed(env: dict) -> dict:
 
 
 def _wait_healthy(server: LiveServer, *, healthy: bool = True) -> None:
-    """Until /healthz answers 200 (with healthy=False: answers at all, e.g. its database is down)."""
+    """Until /healthz answers 200 and "ok" three times in a row (every check up, the workers'
+    cache listeners connected); with healthy=False: until it answers at all (a server started
+    broken on purpose, e.g. its database or its cache is down)."""
     deadline = time.monotonic() + START_TIMEOUT
+    ok_in_a_row = 0
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {server.process.returncode}:\n{server.log_tail()}")
         try:
-            status = requests.get(f"{server.url}/healthz", timeout=2).status_code
-            if status == 200 or not healthy:
+            response = requests.get(f"{server.url}/healthz", timeout=2)
+            if not healthy:
                 return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
+            ok = response.status_code == 200 and response.json().get("status") == "ok"
+            ok_in_a_row = ok_in_a_row + 1 if ok else 0
+            if ok_in_a_row >= 3:
+                return
+        except (requests.RequestException, ValueError):
+            ok_in_a_row = 0
+        time.sleep(0.05 if ok_in_a_row else 0.2)
     raise RuntimeError(f"gunicorn did not answer /healthz within {START_TIMEOUT}s:\n{server.log_tail()}")
 
 
@@ -204,11 +211,12 @@ def gunicorn(
 
 
 @contextmanager
-def running_server(
-    db_settings: dict, *, workers: int = 2, extra_env: dict | None = None
-) -> Iterator[LiveServer]:
-    """Create+migrate a database, collect static files, seed, start gunicorn; undo it all after."""
-    name = f"test_fd_e2e_{os.getpid()}"
+def seeded_database(
+    db_settings: dict, *, name: str | None = None, extra_env: dict | None = None, collect_static: bool = True
+) -> Iterator[tuple[dict, dict]]:
+    """Create+migrate a database, collect static files (unless the tests use the API only),
+    seed; yield (server env, seed); drop it."""
+    name = name or f"test_fd_e2e_{os.getpid()}"
     admin = _connection_kwargs(db_settings)
     static_root = Path(tempfile.mkdtemp(prefix="fd-e2e-static-"))
     OUTPUT.mkdir(exist_ok=True)
@@ -219,12 +227,23 @@ def running_server(
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         manage(env, "migrate", "--noinput", "--verbosity", "0")
-        manage(env, "collectstatic", "--noinput", "--verbosity", "0")
-        seeded = run_seed(env)
-        with gunicorn(env, workers=workers) as server:
-            server.seed = seeded
-            yield server
+        if collect_static:
+            manage(env, "collectstatic", "--noinput", "--verbosity", "0")
+        yield env, run_seed(env)
     finally:
         shutil.rmtree(static_root, ignore_errors=True)
         with psycopg.connect(**admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def running_server(
+    db_settings: dict, *, workers: int = 2, extra_env: dict | None = None
+) -> Iterator[LiveServer]:
+    """A seeded database of its own (`seeded_database`) served by gunicorn; undo it all after."""
+    with (
+        seeded_database(db_settings, extra_env=extra_env) as (env, seeded),
+        gunicorn(env, workers=workers) as server,
+    ):
+        server.seed = seeded
+        yield server

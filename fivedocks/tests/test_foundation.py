@@ -15,14 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_healthz_ok():
     response = Client().get("/healthz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": True, "cache": True}
+    assert response.json() == {"status": "ok", "checks": {"database": {"ok": True}, "cache": {"ok": True}}}
 
 
 @pytest.mark.django_db
-def test_healthz_503_when_cache_is_down(settings):
+def test_healthz_degraded_not_503_when_cache_is_down(settings):
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "fivedocks.cache_backends.CountingRedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",
         }
     }
@@ -32,8 +32,21 @@ def test_healthz_503_when_cache_is_down(settings):
     with contextlib.suppress(AttributeError):
         del caches._connections.default
     response = Client().get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"] == {"ok": True}
+    assert body["checks"]["cache"] == {"ok": False, "error": "ConnectionError"}
+
+
+@pytest.mark.django_db
+def test_healthz_503_only_when_the_database_is_down(monkeypatch):
+    from fivedocks import health
+
+    monkeypatch.setitem(health.CHECKS, "database", lambda: {"ok": False, "error": "OperationalError"})
+    response = Client().get("/healthz")
     assert response.status_code == 503
-    assert response.json()["checks"]["cache"] is False
+    assert response.json()["status"] == "degraded"
 
 
 @pytest.mark.django_db

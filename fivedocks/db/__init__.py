@@ -1,0 +1,1 @@
+"""fivedocks's database backend: Django's PostgreSQL backend plus the cache broadcast."""
