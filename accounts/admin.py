@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
-from accounts.models import User
+from accounts.models import ApiToken, User
 
 
 class UserCreateForm(UserCreationForm):
@@ -32,3 +32,21 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Who has an API key and since when. Keys are stored hashed: there is nothing to show, and
+    staff can only revoke (delete) a key; users get theirs from POST /api/auth/token/."""
+
+    list_display = ("user", "created")
+    list_select_related = ("user",)
+    search_fields = ("user__email",)
+    fields = ("user", "created")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -53,3 +53,37 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+
+class ApiToken(models.Model):
+    """A user's API key for `Authorization: Token <key>`, stored only as its SHA-256.
+
+    The key itself is shown once, when issued (POST /api/auth/token/); nobody, staff included,
+    can read it back. One key per user: issuing a new one replaces the old.
+    """
+
+    key_hash = models.CharField(max_length=64, unique=True)
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="api_token")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "api_tokens"
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"API token of {self.user_id}"
+
+
+class ThrottleCounter(models.Model):
+    """One fixed-window request counter per throttle key (scope and caller), shared by every
+    worker: fivedocks.throttling counts in one atomic upsert when the cache is not Redis."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    window_start = models.BigIntegerField()
+    hits = models.IntegerField()
+
+    class Meta:
+        db_table = "throttle_counters"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.hits}"

@@ -128,8 +128,9 @@ def _seed(users: int) -> list[tuple[int, str, int]]:
     import redis
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
 
+    from accounts.models import ApiToken
+    from accounts.tokens import generate_key, hash_key
     from bench.kv_baseline import encode_record, kv_key
     from credits import services
     from credits.models import CreditTransaction
@@ -139,7 +140,10 @@ def _seed(users: int) -> list[tuple[int, str, int]]:
     created = user_model.objects.bulk_create(
         [user_model(email=f"bench{i}@bench.invalid", password="!") for i in range(users)]
     )
-    tokens = Token.objects.bulk_create([Token(key=Token.generate_key(), user=u) for u in created])
+    tokens = [generate_key() for _ in created]
+    ApiToken.objects.bulk_create(
+        [ApiToken(key_hash=hash_key(key), user=u) for key, u in zip(tokens, created, strict=True)]
+    )
     rng = random.Random(8)
     kv = redis.Redis.from_url(KV_REDIS_URL)
     kv.flushdb()
@@ -180,7 +184,7 @@ def _seed(users: int) -> list[tuple[int, str, int]]:
             "easterEggs": [],
         }
         pipe.set(kv_key(user.pk), encode_record(record))
-        seeded.append((user.pk, token.key, result.balance))
+        seeded.append((user.pk, token, result.balance))
     pipe.execute()
     return seeded
 

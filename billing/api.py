@@ -10,7 +10,6 @@ from rest_framework import generics, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from billing import selectors, services
@@ -25,6 +24,7 @@ from billing.serializers import (
 )
 from fivedocks.api import error_body
 from fivedocks.errors import DomainError
+from fivedocks.throttling import SharedScopedRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class WebhookView(APIView):
     parser_classes: list = []
     # Outside traffic: a per-address rate (THROTTLE_WEBHOOK) answers 429 + Retry-After past it;
     # Stripe retries those deliveries later.
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SharedScopedRateThrottle]
     throttle_scope = "stripe-webhook"
 
     @extend_schema(

@@ -26,7 +26,7 @@ from billing.stripe_client import describe_error, get_client
 from billing.webhook_handlers import HANDLERS, EventContext, Unmatched
 from fivedocks import changes
 from fivedocks.errors import Conflict, DomainError, UpstreamError, WritesFrozen
-from fivedocks.metrics import WEBHOOK_EVENTS
+from fivedocks.metrics import WEBHOOK_EVENTS, bounded_label
 
 logger = logging.getLogger(__name__)
 
@@ -309,10 +309,10 @@ def record_event(*, payload: bytes, sig_header: str | None) -> RecordedEvent:
     changes.guard_writes("billing")
     row, created = _store(data=data, payload=payload)
     if not created and row.status in DONE:
-        WEBHOOK_EVENTS.labels(row.type, "duplicate").inc()
+        WEBHOOK_EVENTS.labels(bounded_label(row.type, HANDLERS), "duplicate").inc()
         return RecordedEvent(row, duplicate=True)
     event, handled = _process(pk=row.pk)
-    WEBHOOK_EVENTS.labels(event.type, event.status if handled else "duplicate").inc()
+    WEBHOOK_EVENTS.labels(bounded_label(event.type, HANDLERS), event.status if handled else "duplicate").inc()
     return RecordedEvent(event, duplicate=not handled)
 
 

@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -14,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 
 from credits import services
 from credits.forms import CreditChangeForm
-from credits.models import CreditAccount, CreditHold, CreditTransaction
+from credits.models import CreditAccount, CreditHold, CreditTransaction, PendingCreditChange
 from fivedocks.admin import ReadOnlyAdminMixin
 from fivedocks.errors import DomainError
 
@@ -94,8 +95,8 @@ class CreditAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ]
 
     def change_credits_view(self, request, user_id: int):
-        if not request.user.is_staff:
-            raise Http404
+        if not request.user.has_perm(services.GRANT_PERMISSION):
+            raise PermissionDenied
         user = get_user_model().objects.filter(pk=user_id).first()
         if user is None:
             raise Http404("No such user")
@@ -103,28 +104,33 @@ class CreditAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                if data["kind"] == "adjustment":
-                    result = services.adjust(
-                        user=user, amount=data["amount"], reason=data["reason"], created_by=request.user
-                    )
-                else:
-                    result = services.grant(
-                        user=user,
-                        amount=data["amount"],
-                        kind=data["kind"],
-                        reason=data["reason"],
-                        created_by=request.user,
-                        metadata={"via": "admin"},
-                    )
+                change = services.request_staff_change(
+                    actor=request.user,
+                    user=user,
+                    kind=data["kind"],
+                    amount=data["amount"],
+                    reason=data["reason"],
+                    metadata={"via": "admin"},
+                )
             except DomainError as exc:
                 form.add_error(None, exc.message)
             else:
-                self.message_user(
-                    request,
-                    f"{result.transaction.type} of {result.transaction.amount:+d} credits recorded; "
-                    f"balance is now {result.balance}.",
-                    messages.SUCCESS,
-                )
+                if change.pending is not None:
+                    self.message_user(
+                        request,
+                        f"{change.pending.kind} of {change.pending.amount:+d} credits is above "
+                        f"{services.approval_threshold():,}: it waits for a second staff member's approval "
+                        "(Pending credit changes).",
+                        messages.WARNING,
+                    )
+                else:
+                    result = change.result
+                    self.message_user(
+                        request,
+                        f"{result.transaction.type} of {result.transaction.amount:+d} credits recorded; "
+                        f"balance is now {result.balance}.",
+                        messages.SUCCESS,
+                    )
                 return HttpResponseRedirect(reverse("admin:credits_creditaccount_change", args=[user.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -135,6 +141,62 @@ class CreditAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "account": CreditAccount.objects.filter(user=user).first(),
         }
         return TemplateResponse(request, "admin/credits/change_credits.html", context)
+
+
+@admin.register(PendingCreditChange)
+class PendingCreditChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Staff changes above the approval threshold; another staff member approves or rejects."""
+
+    list_display = (
+        "requested_at",
+        "user",
+        "kind",
+        "amount",
+        "reason",
+        "status",
+        "requested_by",
+        "decided_by",
+    )
+    list_select_related = ("user", "requested_by", "decided_by")
+    list_filter = ("status", "kind")
+    search_fields = ("user__email", "reason")
+    ordering = ("-requested_at", "-id")
+    actions = ("approve", "reject")
+
+    def has_approve_permission(self, request) -> bool:
+        return request.user.has_perm(services.GRANT_PERMISSION)
+
+    has_reject_permission = has_approve_permission
+
+    def _decide(self, request, queryset, decide, verb: str) -> None:
+        done = 0
+        for pending_id in queryset.values_list("pk", flat=True):
+            try:
+                decide(pending_id)
+            except DomainError as exc:
+                self.message_user(request, f"Change {pending_id}: {exc.message}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{done} change(s) {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Approve the selected changes", permissions=["approve"])
+    def approve(self, request, queryset):
+        self._decide(
+            request,
+            queryset,
+            lambda pk: services.approve_pending_change(pending_id=pk, approver=request.user),
+            "approved",
+        )
+
+    @admin.action(description="Reject the selected changes", permissions=["reject"])
+    def reject(self, request, queryset):
+        self._decide(
+            request,
+            queryset,
+            lambda pk: services.reject_pending_change(pending_id=pk, actor=request.user),
+            "rejected",
+        )
 
 
 @admin.register(CreditTransaction)

@@ -4,7 +4,6 @@ from rest_framework import generics, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from credits import selectors, services
@@ -13,10 +12,12 @@ from credits.serializers import (
     CreditResultSerializer,
     DeductRequestSerializer,
     GrantRequestSerializer,
+    PendingChangeSerializer,
     TransactionFilterSerializer,
     TransactionSerializer,
 )
 from fivedocks.errors import NotFound
+from fivedocks.throttling import SharedScopedRateThrottle
 
 
 def _result_body(result: services.CreditResult) -> dict:
@@ -57,7 +58,7 @@ class TransactionListView(generics.ListAPIView):
 class DeductView(APIView):
     """Charge an operation's cost. A retry with the same idempotency key returns the first result."""
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SharedScopedRateThrottle]
     throttle_scope = "credits-deduct"
 
     @extend_schema(
@@ -72,20 +73,31 @@ class DeductView(APIView):
     def post(self, request: Request) -> Response:
         payload = DeductRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        result = services.deduct(user=request.user, **payload.validated_data)
+        data = payload.validated_data
+        result = services.deduct(
+            user=request.user, operation=data["operation"], client_key=data["idempotency_key"]
+        )
         return Response(_result_body(result), status=status.HTTP_200_OK)
 
 
 class GrantView(APIView):
-    """Staff only: add credits to a user's account."""
+    """Staff with the credits.grant_credits permission: add credits to another user's account.
+
+    Above CREDITS_APPROVAL_THRESHOLD the grant waits for a second staff member (202 + the
+    pending change's id); the permission and the rules are checked by credits.services.
+    """
 
     permission_classes = [IsAdminUser]
+    throttle_classes = [SharedScopedRateThrottle]
+    throttle_scope = "credits-grant"
 
     @extend_schema(
         request=GrantRequestSerializer,
         responses={
             201: CreditResultSerializer,
             200: OpenApiResponse(CreditResultSerializer, description="A replay of the same idempotency key"),
+            202: PendingChangeSerializer,
+            403: OpenApiResponse(description="No credits.grant_credits permission, or one's own account"),
             404: OpenApiResponse(description="No user with this id"),
             409: OpenApiResponse(
                 description="Idempotency key used for another change, or the balance would pass its maximum"
@@ -99,14 +111,17 @@ class GrantView(APIView):
         user = get_user_model().objects.filter(pk=data["user_id"]).first()
         if user is None:
             raise NotFound(f"No user with id {data['user_id']}.")
-        result = services.grant(
+        change = services.request_staff_change(
+            actor=request.user,
             user=user,
-            amount=data["amount"],
             kind=data["kind"],
+            amount=data["amount"],
             reason=data["reason"],
-            idempotency_key=data.get("idempotency_key"),
+            client_key=data.get("idempotency_key"),
             metadata={"granted_by": request.user.pk},
-            created_by=request.user,
         )
+        if change.pending is not None:
+            return Response(PendingChangeSerializer(change.pending).data, status=status.HTTP_202_ACCEPTED)
+        result = change.result
         code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
         return Response(_result_body(result), status=code)

@@ -41,6 +41,8 @@ class CreditAccount(models.Model):
             models.CheckConstraint(condition=Q(total_used__gte=0), name="user_credits_total_used_gte_0"),
         ]
         indexes = [models.Index(fields=["balance"], name="user_credits_balance_idx")]
+        # Checked by credits.services for every staff grant, adjustment and approval.
+        permissions = [("grant_credits", "Can grant, adjust and approve credit changes")]
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.balance}"
@@ -95,6 +97,39 @@ class CreditTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.amount:+d} → {self.balance_after}"
+
+
+class PendingCreditChange(models.Model):
+    """A staff grant or adjustment above CREDITS_APPROVAL_THRESHOLD, waiting for a second staff
+    member's approval. Approving applies it through credits.services, exactly once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    amount = models.BigIntegerField()
+    kind = models.CharField(max_length=16, choices=CreditTransaction.Type.choices)
+    reason = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    transaction = models.OneToOneField(
+        CreditTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        db_table = "credit_pending_changes"
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["status", "-requested_at"], name="credit_pending_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount:+d} for user {self.user_id} ({self.status})"
 
 
 class CreditHold(models.Model):

@@ -2,8 +2,8 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from credits.models import CreditTransaction
-from credits.services import MAX_CHANGE
+from credits.models import CreditTransaction, PendingCreditChange
+from credits.services import MAX_CHANGE, MAX_CLIENT_KEY_LENGTH
 
 
 class BalanceSerializer(serializers.Serializer):
@@ -48,7 +48,8 @@ class DeductRequestSerializer(serializers.Serializer):
         max_length=64, help_text=f"One of: {', '.join(sorted(settings.CREDIT_OPERATION_COSTS))}"
     )
     idempotency_key = serializers.CharField(
-        max_length=255, help_text="Unique per user; a retry with the same key returns the first result."
+        max_length=MAX_CLIENT_KEY_LENGTH,
+        help_text="Unique per user; a retry with the same key returns the first result.",
     )
 
 
@@ -70,4 +71,15 @@ class GrantRequestSerializer(serializers.Serializer):
         default=CreditTransaction.Type.BONUS,
     )
     reason = serializers.CharField(max_length=500)
-    idempotency_key = serializers.CharField(max_length=255, required=False)
+    idempotency_key = serializers.CharField(max_length=MAX_CLIENT_KEY_LENGTH, required=False)
+
+
+class PendingChangeSerializer(serializers.ModelSerializer):
+    """A staff change above the approval threshold, waiting for a second staff member."""
+
+    kind = serializers.CharField(read_only=True, help_text="purchase, bonus, allowance or adjustment")
+
+    class Meta:
+        model = PendingCreditChange
+        fields = ("id", "user", "amount", "kind", "reason", "status", "requested_by", "requested_at")
+        read_only_fields = fields

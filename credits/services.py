@@ -21,10 +21,10 @@ from django.utils import timezone
 
 from credits import cache as balance_cache
 from credits import paid_plans
-from credits.models import CreditAccount, CreditHold, CreditTransaction
+from credits.models import CreditAccount, CreditHold, CreditTransaction, PendingCreditChange
 from credits.selectors import OPEN_HOLDS_SQL, balance_from_database
 from fivedocks import changes
-from fivedocks.errors import Conflict, DomainError, NotFound
+from fivedocks.errors import Conflict, DomainError, NotFound, PermissionRequired
 from fivedocks.metrics import CREDIT_HOLDS, CREDIT_OPERATIONS
 
 Type = CreditTransaction.Type
@@ -62,6 +62,60 @@ MAX_CHANGE = 1_000_000_000
 MAX_BALANCE = 10**15
 
 
+class SelfGrantRefused(PermissionRequired):
+    """Staff cannot grant or adjust their own credits."""
+
+    code = "self_grant_refused"
+
+
+class ApprovalRequired(PermissionRequired):
+    """A change this large needs a second staff member's approval."""
+
+    code = "approval_required"
+
+
+# The permission every staff path that moves money needs (checked here, not in the views).
+GRANT_PERMISSION = "credits.grant_credits"
+# Client-supplied idempotency keys live under this prefix, so a user can never take a key the
+# system uses (`monthly-allowance:2026-12`, `easter-egg:...`, `stripe-invoice:...`).
+USER_KEY_PREFIX = "user:"
+
+
+# The ledger column holds 255 characters, the prefix included.
+MAX_CLIENT_KEY_LENGTH = 255 - len(USER_KEY_PREFIX)
+
+
+def user_idempotency_key(client_key: str) -> str:
+    """The stored form of a key a user (or staff member) sent through the API."""
+    if len(client_key) > MAX_CLIENT_KEY_LENGTH:
+        raise DomainError(
+            f"An idempotency key has at most {MAX_CLIENT_KEY_LENGTH} characters.",
+            idempotency_key=[f"Ensure this field has no more than {MAX_CLIENT_KEY_LENGTH} characters."],
+        )
+    return f"{USER_KEY_PREFIX}{client_key}"
+
+
+def approval_threshold() -> int:
+    """Staff changes moving more than this many credits wait for a second staff member."""
+    return settings.CREDITS_APPROVAL_THRESHOLD
+
+
+def authorize_staff_change(*, actor, user, amount: int, approved: bool = False) -> None:
+    """Raise unless `actor` may move `amount` credits on `user`'s account.
+
+    Every staff path calls this through grant/refund/adjust (`created_by` is the actor): the
+    permission, never one's own account, and the second-staff rule above the threshold.
+    """
+    if not (actor.is_active and actor.is_staff and actor.has_perm(GRANT_PERMISSION)):
+        raise PermissionRequired("Granting or adjusting credits needs the credits.grant_credits permission.")
+    if actor.pk == user.pk:
+        raise SelfGrantRefused
+    if abs(amount) > approval_threshold() and not approved:
+        raise ApprovalRequired(
+            f"Changes above {approval_threshold():,} credits need a second staff member's approval."
+        )
+
+
 class IdempotencyKeyReused(Conflict):
     """This idempotency key was already used for a different operation."""
 
@@ -95,18 +149,25 @@ def grant(
     idempotency_key: str | None = None,
     metadata: dict | None = None,
     created_by=None,
+    client_key: str | None = None,
 ) -> CreditResult:
-    """Add credits (purchase, bonus, allowance). Unblocks an account that returns to >= 0."""
+    """Add credits (purchase, bonus, allowance). Unblocks an account that returns to >= 0.
+
+    `client_key`: a key a caller sent (stored as `user:<key>`; see `deduct`).
+    """
     if amount <= 0:
         raise DomainError("A grant must be a positive number of credits.")
     if kind not in (Type.PURCHASE, Type.BONUS, Type.ALLOWANCE):
         raise DomainError(f"A grant cannot be of type {kind!r}.")
+    if created_by is not None:
+        authorize_staff_change(actor=created_by, user=user, amount=amount)
     return _apply(
         user=user,
         amount=amount,
         kind=kind,
         reason=reason,
-        idempotency_key=idempotency_key,
+        idempotency_key=user_idempotency_key(client_key) if client_key else idempotency_key,
+        legacy_key=client_key,
         metadata=metadata,
         created_by=created_by,
     )
@@ -117,16 +178,22 @@ def deduct(
     user,
     operation: str,
     idempotency_key: str | None = None,
+    client_key: str | None = None,
     metadata: dict | None = None,
 ) -> CreditResult:
-    """Charge an operation's cost from settings.CREDIT_OPERATION_COSTS; never below 0."""
+    """Charge an operation's cost from settings.CREDIT_OPERATION_COSTS; never below 0.
+
+    `client_key` is a key the user sent: stored as `user:<key>` (its own namespace), and a key
+    stored unprefixed before the namespace existed still replays.
+    """
     cost = operation_cost(operation)
     return _apply(
         user=user,
         amount=-cost,
         kind=Type.DEDUCTION,
         reason=operation,
-        idempotency_key=idempotency_key,
+        idempotency_key=user_idempotency_key(client_key) if client_key else idempotency_key,
+        legacy_key=client_key,
         metadata={"operation": operation, **(metadata or {})},
     )
 
@@ -143,6 +210,8 @@ def refund(
     """Give back used credits (lowers total_used)."""
     if amount <= 0:
         raise DomainError("A refund must be a positive number of credits.")
+    if created_by is not None:
+        authorize_staff_change(actor=created_by, user=user, amount=amount)
     return _apply(
         user=user,
         amount=amount,
@@ -167,6 +236,8 @@ def adjust(
         raise DomainError("An adjustment needs a reason.", reason=["This field is required."])
     if amount == 0:
         raise DomainError("An adjustment of 0 credits changes nothing.")
+    if created_by is not None:
+        authorize_staff_change(actor=created_by, user=user, amount=amount)
     return _apply(
         user=user,
         amount=amount,
@@ -222,18 +293,31 @@ _INSERTED_FIELDS = [f for f in _LEDGER_FIELDS if f.attname != "id"]
 # every hold committed by a transaction that held that lock before us (a hold is opened under
 # the same lock). A key this user already used inserts nothing either. The statement always
 # answers one row: the new id (NULL when nothing was inserted), the open-hold total and its
-# earliest expiry (the cache entry carries both).
-_INSERT_SQL = f"""
+# earliest expiry (the cache entry carries both). A client's key (`user:<key>`) also inserts
+# nothing when the key was stored unprefixed, by an operation of the same type, before client
+# keys had their namespace: that first result is replayed.
+_LEGACY_KEY_CHECK = f"""
+           AND NOT EXISTS (SELECT 1 FROM {_LEDGER_TABLE} WHERE user_id = %(user_id)s
+                              AND idempotency_key = %(legacy_key)s AND type = %(type)s)"""  # noqa: S608
+
+
+def _insert_sql(*, legacy_check: bool) -> str:
+    legacy = _LEGACY_KEY_CHECK if legacy_check else ""
+    return f"""
     WITH h AS ({OPEN_HOLDS_SQL}),
     ins AS (
         INSERT INTO {_LEDGER_TABLE} ({", ".join(str(f.column) for f in _INSERTED_FIELDS)})
         SELECT {", ".join(f"%({f.attname})s::{f.db_type(connection)}" for f in _INSERTED_FIELDS)}
-          FROM h WHERE %(amount)s >= 0 OR %(balance_after)s >= h.held
+          FROM h WHERE (%(amount)s >= 0 OR %(balance_after)s >= h.held){legacy}
             ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
      RETURNING id
     )
     SELECT ins.id, h.held, h.held_until FROM h LEFT JOIN ins ON true
 """  # noqa: S608 - table and column names are ours, every value is a parameter
+
+
+_INSERT_SQL = _insert_sql(legacy_check=False)
+_INSERT_CLIENT_KEY_SQL = _insert_sql(legacy_check=True)
 
 # At most one row (unique per user and key). `.raw()` still applies the fields' converters.
 _REPLAY_SQL = f"""
@@ -279,6 +363,7 @@ def _apply_once(
     idempotency_key: str | None,
     metadata: dict | None,
     created_by=None,
+    legacy_key: str | None = None,
 ) -> CreditResult:
     """One transaction: the conditional UPDATE, then the ledger row with its balance_after.
 
@@ -299,12 +384,17 @@ def _apply_once(
                 idempotency_key=idempotency_key,
                 metadata=metadata,
                 created_by=created_by,
+                legacy_key=legacy_key,
             )
     except (_KeyAlreadyUsed, InsufficientCredits, BalanceLimit, IntegrityError) as exc:
         # Rolled back, nothing changed. A key used before (perhaps by a concurrent request that
         # committed first) answers with its first result, even when the balance is now too low.
         if idempotency_key:
             previous = _replay(user_id=user_id, idempotency_key=idempotency_key, kind=kind, amount=amount)
+            if previous is None and legacy_key:
+                previous = _replay(
+                    user_id=user_id, idempotency_key=legacy_key, kind=kind, amount=amount, same_type=True
+                )
             if previous is not None:
                 return previous
         if isinstance(exc, _KeyAlreadyUsed):
@@ -325,6 +415,7 @@ def _write_change(
     idempotency_key: str | None,
     metadata: dict | None,
     created_by=None,
+    legacy_key: str | None = None,
 ) -> CreditTransaction:
     """The balance UPDATE and the ledger INSERT, inside the caller's transaction.
 
@@ -368,11 +459,12 @@ def _write_change(
         "user_id": user_id,
     }
     cursor.execute(
-        _INSERT_SQL,
+        _INSERT_CLIENT_KEY_SQL if legacy_key else _INSERT_SQL,
         {
             **values,
             "metadata": _METADATA_FIELD.get_db_prep_save(values["metadata"], connection),
             "now": now,
+            "legacy_key": legacy_key,
         },
     )
     inserted, held, held_until = cursor.fetchone()
@@ -405,9 +497,12 @@ def _write_change(
     return entry
 
 
-def _replay(*, user_id: int, idempotency_key: str, kind: str, amount: int) -> CreditResult | None:
+def _replay(
+    *, user_id: int, idempotency_key: str, kind: str, amount: int, same_type: bool = False
+) -> CreditResult | None:
+    """The first result of a key; `same_type`: only a row of this type counts (legacy client keys)."""
     previous = next(iter(CreditTransaction.objects.raw(_REPLAY_SQL, [user_id, idempotency_key])), None)
-    if previous is None:
+    if previous is None or (same_type and previous.type != kind):
         return None
     if previous.type != kind or previous.amount != amount:
         raise IdempotencyKeyReused(
@@ -911,3 +1006,125 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
             cursor.execute(_UPSERT_ACCOUNTS_SQL, [list(col) for col in zip(*existing_accounts, strict=True)])
         balance_cache.changing(user_ids)  # every process drops these entries at commit
     return MigratedAccountsResult(frozenset(set(user_ids) - existing), len(ledger_rows))
+
+
+# --- staff changes: permission, no self-grants, a second staff member above the threshold -----
+
+
+@dataclass(frozen=True)
+class StaffChangeResult:
+    """Either the applied change or, above the approval threshold, the pending request."""
+
+    result: CreditResult | None = None
+    pending: PendingCreditChange | None = None
+
+
+_GRANT_KINDS = (Type.PURCHASE, Type.BONUS, Type.ALLOWANCE)
+
+
+def request_staff_change(
+    *,
+    actor,
+    user,
+    kind: str,
+    amount: int,
+    reason: str,
+    client_key: str | None = None,
+    metadata: dict | None = None,
+) -> StaffChangeResult:
+    """The one entry point for a staff grant or adjustment (API, admin, any later path).
+
+    At or below CREDITS_APPROVAL_THRESHOLD it is applied now; above it a pending change is
+    recorded for a second staff member to approve (`approve_pending_change`).
+    """
+    changes.guard_writes("credits")
+    if kind != Type.ADJUSTMENT and kind not in _GRANT_KINDS:
+        raise DomainError(f"A staff change cannot be of type {kind!r}.")
+    if abs(amount) > MAX_CHANGE:
+        raise AmountOutOfRange(f"At most {MAX_CHANGE:,} credits can change in one operation.")
+    if abs(amount) > approval_threshold():
+        authorize_staff_change(actor=actor, user=user, amount=amount, approved=True)
+        if kind != Type.ADJUSTMENT and amount <= 0:
+            raise DomainError("A grant must be a positive number of credits.")
+        if not reason or not reason.strip():
+            raise DomainError("A change needs a reason.", reason=["This field is required."])
+        pending = PendingCreditChange.objects.create(
+            user=user, amount=amount, kind=kind, reason=reason.strip(), requested_by=actor
+        )
+        return StaffChangeResult(pending=pending)
+    if kind == Type.ADJUSTMENT:
+        key = user_idempotency_key(client_key) if client_key else None
+        result = adjust(user=user, amount=amount, reason=reason, created_by=actor, idempotency_key=key)
+    else:
+        result = grant(
+            user=user,
+            amount=amount,
+            kind=kind,
+            reason=reason,
+            client_key=client_key,
+            metadata=metadata,
+            created_by=actor,
+        )
+    return StaffChangeResult(result=result)
+
+
+class PendingChangeDecided(Conflict):
+    """This change was already approved or rejected."""
+
+    code = "already_decided"
+
+
+class SecondApproverRequired(PermissionRequired):
+    """The staff member who asked for a change cannot approve it."""
+
+    code = "second_approver_required"
+
+
+def _lock_pending(*, pending_id: int, actor) -> PendingCreditChange:
+    pending = (
+        PendingCreditChange.objects.select_for_update().select_related("user").filter(pk=pending_id).first()
+    )
+    if pending is None:
+        raise DomainError(f"No pending change {pending_id}.")
+    if pending.status != PendingCreditChange.Status.PENDING:
+        raise PendingChangeDecided(f"This change was already {pending.status}.")
+    if actor.pk == pending.requested_by_id:
+        raise SecondApproverRequired
+    return pending
+
+
+def approve_pending_change(*, pending_id: int, approver) -> CreditResult:
+    """A second staff member (with the permission, not the requester, not the account's owner)
+    applies a pending change; the row lock and its status make it happen once."""
+    changes.guard_writes("credits")
+    with transaction.atomic():
+        pending = _lock_pending(pending_id=pending_id, actor=approver)
+        authorize_staff_change(actor=approver, user=pending.user, amount=pending.amount, approved=True)
+        result = _apply(
+            user=pending.user,
+            amount=pending.amount,
+            kind=pending.kind,
+            reason=pending.reason,
+            idempotency_key=f"pending-change:{pending.pk}",
+            metadata={"requested_by": pending.requested_by_id, "approved_by": approver.pk},
+            created_by=approver,
+        )
+        pending.status = PendingCreditChange.Status.APPROVED
+        pending.decided_by = approver
+        pending.decided_at = timezone.now()
+        pending.transaction = result.transaction
+        pending.save(update_fields=["status", "decided_by", "decided_at", "transaction"])
+    return result
+
+
+def reject_pending_change(*, pending_id: int, actor) -> PendingCreditChange:
+    """Another staff member with the permission turns a pending change down; nothing moves."""
+    changes.guard_writes("credits")
+    with transaction.atomic():
+        pending = _lock_pending(pending_id=pending_id, actor=actor)
+        authorize_staff_change(actor=actor, user=pending.user, amount=pending.amount, approved=True)
+        pending.status = PendingCreditChange.Status.REJECTED
+        pending.decided_by = actor
+        pending.decided_at = timezone.now()
+        pending.save(update_fields=["status", "decided_by", "decided_at"])
+    return pending

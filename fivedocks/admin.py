@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class ReadOnlyAdminMixin:
-    """Staff may look but never add, change or delete here: changes go through the services."""
+    """Staff may look (with the view permission) but never add, change or delete here: changes
+    go through the services."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -15,5 +16,5 @@ class ReadOnlyAdminMixin:
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_active and request.user.is_staff
+    # Viewing follows Django's model permissions (`view_<model>`): a staff account sees only
+    # what its groups and permissions grant (ModelAdmin's own has_view_permission).

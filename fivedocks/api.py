@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    DisallowedHost,
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -76,6 +82,30 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 def json_error(request, status_code: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse(error_body(status_code, code, detail), status=status_code)
+
+
+def bad_request(request, exception=None):
+    """Django's 400s (a body too large, too many fields, a bad Host header, other suspicious
+    requests) in the one error shape under /api/. Never reads the Host header (it may be bad)."""
+    if request.path.startswith("/api/"):
+        if isinstance(exception, RequestDataTooBig):
+            return json_error(request, 413, "request_too_large", "The request body is too large.")
+        if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+            return json_error(request, 400, "too_many_fields", "The request has too many fields.")
+        if isinstance(exception, DisallowedHost):
+            return json_error(request, 400, "bad_host", "The Host header is not one this server answers to.")
+        return json_error(request, 400, "bad_request", "Bad request.")
+    from django.views.defaults import bad_request as default_bad_request
+
+    return default_bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if request.path.startswith("/api/"):
+        return json_error(request, 403, "permission_denied", "You do not have permission to do this.")
+    from django.views.defaults import permission_denied as default_permission_denied
+
+    return default_permission_denied(request, exception)
 
 
 def not_found(request, exception=None):

@@ -41,3 +41,10 @@ class WritesFrozen(DomainError):
 
     status_code = 503
     code = "writes_frozen"
+
+
+class PermissionRequired(DomainError):
+    """You do not have permission to do this."""
+
+    status_code = 403
+    code = "permission_denied"

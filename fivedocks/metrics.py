@@ -74,6 +74,12 @@ WEBHOOK_EVENTS = Counter(
     ["type", "result"],
     registry=REGISTRY,
 )
+THROTTLE_FAIL_OPEN = Counter(
+    "fivedocks_throttle_fail_open_total",
+    "Requests let through unthrottled because the throttle's counter store was unavailable.",
+    ["scope"],
+    registry=REGISTRY,
+)
 
 
 class ConnectionPoolCollector(Collector):
@@ -126,6 +132,27 @@ def scrape_registry() -> CollectorRegistry:
             registry.register(collector)
         return registry
     return REGISTRY
+
+
+# Label values come from fixed sets, so no request can add series (a flood of invented methods or
+# paths would otherwise grow the registry without bound).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+
+def method_label(method: str | None) -> str:
+    return method if method in HTTP_METHODS else "other"
+
+
+def bounded_label(value: str | None, allowed) -> str:
+    """`value` when it is one of `allowed`, else "other"."""
+    return value if value in allowed else "other"
+
+
+def view_label(match) -> str:
+    """The resolved route's name (or the view's dotted path): a fixed set; "unmatched" when none."""
+    if match is None:
+        return "unmatched"
+    return match.view_name or match._func_path
 
 
 def query_kind(sql: str) -> str:

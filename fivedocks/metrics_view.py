@@ -7,9 +7,9 @@ import hmac
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from accounts.public import HashedTokenAuthentication
 from fivedocks.api import json_error
 from fivedocks.metrics import scrape_registry
 
@@ -28,7 +28,7 @@ def _staff(request: HttpRequest) -> bool | None:
     if user is not None and user.is_authenticated:
         return user.is_staff
     try:
-        found = TokenAuthentication().authenticate(request)
+        found = HashedTokenAuthentication().authenticate(request)
     except AuthenticationFailed:
         return None
     return found[0].is_staff if found else None

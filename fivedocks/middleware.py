@@ -11,7 +11,7 @@ import uuid
 from django.db import connection
 
 from fivedocks import coherence, request_context
-from fivedocks.metrics import REQUEST_LATENCY, instrument_queries
+from fivedocks.metrics import REQUEST_LATENCY, instrument_queries, method_label, view_label
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -23,6 +23,7 @@ class ObservabilityMiddleware:
     def __call__(self, request):
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id  # for log lines written after this middleware returns
         token = request_context.request_id.set(request_id)
         start = time.perf_counter()
         try:
@@ -30,9 +31,8 @@ class ObservabilityMiddleware:
                 response = self.get_response(request)
         finally:
             request_context.request_id.reset(token)
-        match = getattr(request, "resolver_match", None)
-        view = (match.view_name or match._func_path) if match else "unmatched"
-        REQUEST_LATENCY.labels(view, request.method, str(response.status_code)).observe(
+        view = view_label(getattr(request, "resolver_match", None))
+        REQUEST_LATENCY.labels(view, method_label(request.method), str(response.status_code)).observe(
             time.perf_counter() - start
         )
         response["X-Request-ID"] = request_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -45,8 +46,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc assets, served locally (pinned)
+    "csp",
     "cachalot",
     "accounts",
     "credits",
@@ -56,12 +58,14 @@ INSTALLED_APPS = [
     "kvmigrate",
     "cutover",
     "fiveducks",
+    "axes",  # admin login rate limiting (fivedocks.login_guard)
 ]
 
 MIDDLEWARE = [
     "fivedocks.middleware.ObservabilityMiddleware",
     "fivedocks.middleware.LocalCacheCoherenceMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # a Content-Security-Policy on every answer
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -70,7 +74,22 @@ MIDDLEWARE = [
     "fiveducks.middleware.GmailPopupCookieMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout answer
 ]
+
+# --- Login rate limiting (django-axes): per account and client address --------------------
+AUTHENTICATION_BACKENDS = [
+    "fivedocks.login_guard.LoginGuardBackend",  # refuses a locked-out account+address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int(env, "AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int(env, "AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "fivedocks.login_guard.client_ip"
+AXES_USERNAME_CALLABLE = "fivedocks.login_guard.login_name"
+AXES_LOCKOUT_CALLABLE = "fivedocks.login_guard.lockout_response"
+AXES_VERBOSE = False
 
 # --- Production security (DEBUG off). Each can be overridden from the environment. ----------
 _PRODUCTION = not (DEBUG or TESTING)
@@ -174,7 +193,7 @@ STORAGES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an anonymous caller gets 401 with `WWW-Authenticate: Token`.
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.HashedTokenAuthentication",  # keys stored as SHA-256
         "rest_framework.authentication.SessionAuthentication",
         # The 5Ducks platform's own logins (docs/platform.md): its Express session cookie
         # (`connect.sid`, which wins, as on the platform), then a Firebase ID token.
@@ -182,13 +201,25 @@ REST_FRAMEWORK = {
         "fiveducks.authentication.FirebaseAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "fivedocks.parsers.JSONParser",  # deep nesting: 400, not a RecursionError
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "fivedocks.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "fivedocks.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "fivedocks.schema.AutoSchema",  # documents the implied errors
-    # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After).
+    # Trusted proxies in front of the app: the client address is the one the last of them saw
+    # (0: REMOTE_ADDR; never X-Forwarded-For unless a proxy is declared), so a client cannot
+    # invent addresses to escape a throttle.
+    "NUM_PROXIES": env_int(env, "NUM_PROXIES", 0),
+    # Scoped throttles on the endpoints that move money or take outside traffic (429 + Retry-After);
+    # the money paths count in Redis or PostgreSQL across workers (fivedocks.throttling).
     "DEFAULT_THROTTLE_RATES": {
         "credits-deduct": env.str("THROTTLE_DEDUCT", default="600/min"),
+        "credits-grant": env.str("THROTTLE_GRANT", default="120/min"),
+        "auth-token": env.str("THROTTLE_AUTH_TOKEN", default="30/min"),
         "stripe-webhook": env.str("THROTTLE_WEBHOOK", default="1200/min"),
     },
 }
@@ -198,6 +229,31 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The viewers' assets from drf-spectacular-sidecar (static files), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Schema and docs (/api/schema/, /api/docs/, /api/redoc/) for staff only (e.g. in production).
+API_DOCS_STAFF_ONLY = env_bool(env, "API_DOCS_STAFF_ONLY", False)
+
+# --- Content Security Policy (django-csp) on every page ----------------------------------
+# Everything from this origin only: the admin and the API viewers need no inline scripts (the
+# Swagger start-up script is a file). Inline styles stay allowed (admin widgets and the viewers
+# set style attributes); images may be data: URIs (Swagger UI's icons).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 }
 
 # --- Credits: the platform's operation costs and allowances (../shared/kv-format.md) --------
@@ -213,6 +269,9 @@ CREDIT_OPERATION_COSTS = {
     "search_extension": 110,
 }
 FREE_TIER_MONTHLY_CREDITS = 250
+# Staff grants and adjustments moving more credits than this wait for a second staff member's
+# approval (Credits → Pending credit changes in the admin).
+CREDITS_APPROVAL_THRESHOLD = env_int(env, "CREDITS_APPROVAL_THRESHOLD", 10_000)
 # Credit holds (the service API): how long an unsettled hold reserves credits, and the longest
 # a caller may ask for. An expired hold stops counting at once (decided in the query itself).
 CREDIT_HOLD_TTL_SECONDS = env_int(env, "CREDIT_HOLD_TTL_SECONDS", 15 * 60)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from fivedocks.api_docs import RedocView, SchemaView, SwaggerView
 from fivedocks.health import healthz
 from fivedocks.metrics_view import metrics
 
@@ -9,9 +9,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", RedocView.as_view(url_name="schema"), name="api-redoc"),
     # The 5Ducks client's own paths (exact, no trailing slash) come before the DRF API's.
     path("", include("fiveducks.legacy_urls")),
     path("api/service/", include("fiveducks.service_urls")),
@@ -22,5 +22,7 @@ urlpatterns = [
     path("api/notifications/", include("notifications.urls")),
 ]
 
+handler400 = "fivedocks.api.bad_request"
+handler403 = "fivedocks.api.permission_denied"
 handler404 = "fivedocks.api.not_found"
 handler500 = "fivedocks.api.server_error"

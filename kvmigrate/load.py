@@ -105,7 +105,12 @@ def classify(items: Iterable[tuple[str, str]], ctx: Context, counts: Counts) -> 
             continue
         family_domains = FAMILIES[parsed.prefix]
         wanted = tuple(d for d in family_domains if d in ctx.only)
+        bad_key = ("\x00" in key) or (not key.isascii() and not _storable_key(key))
+        if bad_key:  # PostgreSQL cannot hold this key: it goes on, escaped, to the quarantine
+            key = storable(key)[0]
         rec = Rec(key, raw, parsed.prefix, parsed.ident, parsed.user_id, wanted)
+        if bad_key:
+            rec.bad = ("bad_key", "the key holds a NUL character or a lone surrogate (shown escaped)")
         if not wanted:
             counts.add(rec.primary, "read")
             counts.add(rec.primary, "skipped")
@@ -170,7 +175,9 @@ def _load_prepared(prepared: Prepared, ctx: Context) -> Counts:
                     counts.merge(_process([rec], ctx))
             except DatabaseError as exc:
                 _reset(rec)
-                rec.whole = ("db_error", f"PostgreSQL refused the record: {str(exc).strip()[:500]}")
+                # PostgreSQL's message may quote a value: never for a record that carries tokens.
+                shown = type(exc).__name__ if holds_secrets(rec.prefix) else str(exc).strip()[:500]
+                rec.whole = ("db_error", f"PostgreSQL refused the record: {shown}")
                 single = Counts()
                 _count_refused(rec, single)
                 _write_quarantine([rec], ctx)
@@ -249,7 +256,17 @@ def _count_unchanged(recs: list[Rec], counts: Counts) -> list[Rec]:
     return live
 
 
+def _storable_key(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _transform(rec: Rec) -> None:
+    if rec.bad is not None:  # refused before decoding (a key PostgreSQL cannot hold)
+        return
     try:
         value = decode_value(rec.raw)
     except DecodeError as exc:
@@ -263,7 +280,8 @@ def _transform(rec: Rec) -> None:
         rec.bad = (exc.code, exc.detail)
     except Exception as exc:  # a bug must not stop the run: loud in the quarantine instead
         logger.exception("kvmigrate: transform failed on %r", rec.key)
-        rec.bad = ("transform_error", f"{type(exc).__name__}: {exc}"[:500])
+        shown = type(exc).__name__ if holds_secrets(rec.prefix) else f"{type(exc).__name__}: {exc}"
+        rec.bad = ("transform_error", shown[:500])
 
 
 def _seal(rec: Rec) -> None:
@@ -696,7 +714,7 @@ def _write_quarantine(recs: list[Rec], ctx: Context) -> None:
                 key=key,
                 raw_value=crypto.encrypt(raw) if secret else raw,
                 raw_encrypted=secret,
-                escaped=key_escaped or raw_escaped,
+                escaped=key_escaped or raw_escaped or code == "bad_key",  # bad keys: escaped in classify
                 fingerprint=rec.fp or fingerprint(rec.raw),
                 reason_code=code[:100],
                 reason=storable(detail)[0],

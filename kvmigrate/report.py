@@ -31,6 +31,9 @@ class Counts:
     mismatched: list[dict] = field(default_factory=list)  # {"key", "domain", "fields"}
     missing: list[dict] = field(default_factory=list)  # {"key", "domain", "reason"}
     gone: list[dict] = field(default_factory=list)  # {"key", "domain"}: moved before, no longer in the store
+    # Problems of the store itself, reported with where they are: {"key", "line", "reason"}
+    # (a key twice in a dump file). They need a look: the run ends with exit 3.
+    source_problems: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: users, load, verify, reverse
 
     def add(self, domain: str, name: str, n: int = 1) -> None:
@@ -50,6 +53,7 @@ class Counts:
             (self.mismatched, other.mismatched),
             (self.missing, other.missing),
             (self.gone, other.gone),
+            (self.source_problems, other.source_problems),
         ):
             mine.extend(theirs[: max(0, EXAMPLES_MAX - len(mine))])
 
@@ -72,7 +76,7 @@ class Counts:
 
     @property
     def needs_attention(self) -> bool:
-        return bool(self.total("quarantined") or self.total("mismatched"))
+        return bool(self.total("quarantined") or self.total("mismatched") or self.source_problems)
 
 
 def table(counts: Counts) -> str:
@@ -100,6 +104,7 @@ def build(counts: Counts, **header: Any) -> dict[str, Any]:
         "mismatched": counts.mismatched,
         "missing": counts.missing,
         "gone": counts.gone,
+        "source_problems": counts.source_problems,
     }
 
 

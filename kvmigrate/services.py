@@ -433,6 +433,8 @@ def _pass(
                 progress.update(phase, batch)
                 _save_counts(run, counts)
                 reset_queries()  # with DEBUG on, Django keeps every query's SQL: not for a whole store
+            if phase == "load" or options.verify_only:  # once a run: verify reads the same file again
+                counts.source_problems.extend(getattr(source, "problems", ()))
     except SourceError as exc:
         raise RunFailed(f"{phase}: {exc}") from None
     finally:

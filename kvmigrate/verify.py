@@ -20,7 +20,7 @@ from gmail.models import GmailToken
 
 from . import transforms
 from .codec import DecodeError, decode_value
-from .load import Context, Prepared, Rec, classify, copy_rows, fingerprint, rendered_keys
+from .load import Context, Prepared, Rec, classify, copy_rows, fingerprint, holds_secrets, rendered_keys
 from .report import Counts
 from .transforms import Reject, Transformed
 from .transforms.base import may_hold_bad_text
@@ -92,6 +92,9 @@ def _add(counts: Counts, domain: str, name: str) -> None:
 
 
 def _transform(rec: Rec) -> None:
+    if rec.bad is not None:  # refused by `classify` (a key PostgreSQL cannot hold)
+        rec.bad = ": ".join(rec.bad) if isinstance(rec.bad, tuple) else rec.bad
+        return
     try:
         value = decode_value(rec.raw)
     except DecodeError as exc:
@@ -104,7 +107,8 @@ def _transform(rec: Rec) -> None:
     except Reject as exc:
         rec.bad = f"{exc.code}: {exc.detail}"
     except Exception as exc:  # as in the load: reported, not fatal
-        rec.bad = f"transform_error: {type(exc).__name__}: {exc}"
+        shown = type(exc).__name__ if holds_secrets(rec.prefix) else f"{type(exc).__name__}: {exc}"
+        rec.bad = f"transform_error: {shown}"
 
 
 def _rows(sql: str, params: list) -> list[tuple]:

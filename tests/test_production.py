@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.liveserver import LiveServer, gunicorn
+from tests.liveserver import LiveServer, gunicorn, manage
 
 pytestmark = pytest.mark.live
 
@@ -127,3 +129,49 @@ def test_webhook_is_throttled_with_a_clear_429(throttled_server: LiveServer):
     assert answers[3].status_code == 429
     assert int(answers[3].headers["Retry-After"]) > 0
     assert answers[3].json()["code"] == "throttled"
+
+
+def _fresh_user_token(env: dict, credits: int) -> str:
+    """A user of its own (no other test's requests share its throttle counter) and its API key."""
+    code = (
+        "from accounts.models import User; from accounts.services import issue_api_token; "
+        "from credits import services; import secrets; "
+        "u = User.objects.create_user(email=f'throttle-{secrets.token_hex(4)}@e2e.fivedocks.test'); "
+        f"services.grant(user=u, amount={credits}, reason='e2e'); print(issue_api_token(user=u))"
+    )
+    return manage(env, "shell", "-c", code).strip().splitlines()[-1]
+
+
+def test_money_path_throttles_count_across_gunicorn_workers(outside_server: LiveServer):
+    """Three workers, each with its own local-memory cache: the limit still holds exactly, because
+    every deduction is counted by one atomic upsert in PostgreSQL (fivedocks.throttling)."""
+    env = {**outside_server.env, "THROTTLE_DEDUCT": "12/hour", "THROTTLE_WEBHOOK": "5/hour"}
+    token = _fresh_user_token(env, 100_000)
+    while time.time() % 3600 > 3540:  # not across an hour's boundary (a fixed window)
+        time.sleep(1)
+    with gunicorn(env, workers=3, log_name="server-multiworker.log") as server:
+
+        def deduct(i: int) -> int:
+            return requests.post(
+                f"{server.url}/api/credits/deduct/",
+                json={"operation": "company_search", "idempotency_key": f"mw-{i}"},
+                headers=_auth(token),
+                timeout=30,
+            ).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            codes = list(pool.map(deduct, range(48)))
+        assert codes.count(200) == 12, sorted(codes)
+        assert codes.count(429) == 36
+
+        # Invented X-Forwarded-For values are not new callers (NUM_PROXIES is 0 here).
+        forwarded = [
+            requests.post(
+                f"{server.url}/api/billing/webhook/",
+                data=b"{}",
+                headers={"X-Forwarded-For": f"10.1.{i}.{i}", "Content-Type": "application/json"},
+                timeout=10,
+            ).status_code
+            for i in range(8)
+        ]
+        assert 429 in forwarded and forwarded.count(400) <= 5, forwarded

@@ -1,6 +1,7 @@
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from accounts.services import issue_api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -14,9 +15,8 @@ def test_me_requires_credentials(api_client):
 
 
 def test_me_with_token_returns_own_data(user):
-    token = Token.objects.create(user=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_api_token(user=user)}")
     response = client.get("/api/me/")
     assert response.status_code == 200
     assert response.json()["email"] == user.email

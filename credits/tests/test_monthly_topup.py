@@ -46,3 +46,58 @@ def test_command_is_safe_to_rerun(user, staff_user, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("granted 2,") and out[1].startswith("granted 0, already granted this month 2")
     call_command("credits_reconcile")
+
+
+def test_a_reserved_looking_client_key_does_not_block_the_top_up(user, user_client):
+    services.grant(user=user, amount=100, reason="welcome")
+    for key in ("monthly-allowance:2026-12", "easter-egg:1", "stripe-invoice:in_1"):
+        response = user_client.post(
+            "/api/credits/deduct/", {"operation": "company_search", "idempotency_key": key}, format="json"
+        )
+        assert response.status_code == 200, response.content
+    result = services.monthly_top_up(user=user, month=date(2026, 12, 1))
+    assert result is not None and not result.replayed and result.transaction.amount == 250
+    keys = set(CreditTransaction.objects.filter(user=user).values_list("idempotency_key", flat=True))
+    assert {"user:monthly-allowance:2026-12", "monthly-allowance:2026-12"} <= keys
+
+
+def test_a_client_key_stored_before_the_namespace_still_replays(user, user_client):
+    services.grant(user=user, amount=100, reason="welcome")
+    # A deduction recorded by the previous version: the client's key stored as sent.
+    first = services.deduct(user=user, operation="company_search", idempotency_key="legacy-1")
+    response = user_client.post(
+        "/api/credits/deduct/", {"operation": "company_search", "idempotency_key": "legacy-1"}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["replayed"] is True and body["transaction"]["id"] == first.transaction.pk
+    assert CreditAccount.objects.get(user=user).balance == 90
+
+
+def test_the_batch_carries_on_per_user_and_reports_failures(capsys):
+    from accounts.tests.factories import UserFactory
+
+    stuck, fine = UserFactory(), UserFactory()
+    services.ensure_account(user_id=stuck.pk)
+    CreditAccount.objects.filter(user=stuck).update(balance=services.MAX_BALANCE)  # a grant is refused
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("credits_monthly_topup", "--month", "2026-12")
+    assert exit_info.value.code == 1
+    out, err = capsys.readouterr()
+    assert "granted 1," in out and "failed 1" in out
+    assert f"user {stuck.pk}:" in err
+    assert CreditAccount.objects.get(user=fine).balance == 250
+
+
+def test_the_longest_client_key_fits_with_its_prefix(user, user_client):
+    services.grant(user=user, amount=100, reason="welcome")
+    for length, expected in (
+        (services.MAX_CLIENT_KEY_LENGTH, 200),
+        (services.MAX_CLIENT_KEY_LENGTH + 1, 400),
+    ):
+        response = user_client.post(
+            "/api/credits/deduct/",
+            {"operation": "company_search", "idempotency_key": "k" * length},
+            format="json",
+        )
+        assert response.status_code == expected, response.content

@@ -31,18 +31,18 @@ def test_metrics_refuse_anonymous_and_non_staff(api_client, user):
     client.force_login(user)
     assert client.get("/metrics").status_code == 403
     token_client = APIClient()
-    from rest_framework.authtoken.models import Token
+    from accounts.services import issue_api_token
 
-    token_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    token_client.credentials(HTTP_AUTHORIZATION=f"Token {issue_api_token(user=user)}")
     assert token_client.get("/metrics").status_code == 403
 
 
 @pytest.mark.django_db
 def test_metrics_accept_a_staff_token(staff_user):
-    from rest_framework.authtoken.models import Token
+    from accounts.services import issue_api_token
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_api_token(user=staff_user)}")
     assert client.get("/metrics").status_code == 200
 
 
@@ -130,3 +130,34 @@ def test_kvmigrate_progress_and_quarantine_are_exposed(staff_client, tmp_path):
         )
         == 1
     )
+
+
+@pytest.mark.django_db
+def test_invented_methods_and_paths_add_no_series():
+    from fivedocks.metrics import REGISTRY
+
+    def series() -> int:
+        return sum(
+            len(family.samples) for family in REGISTRY.collect() if family.name.startswith("fivedocks_http_")
+        )
+
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from fivedocks.middleware import ObservabilityMiddleware
+
+    client = Client()
+    paths = ("/api/me/", "/no/such/page/{}", "/api/no-such/{}", "/healthz")
+    middleware = ObservabilityMiddleware(lambda request: HttpResponse(status=405))
+    factory = RequestFactory()
+    # Warm up the fixed label values these requests can reach.
+    for path in paths:
+        client.generic("FOO", path.format(0))
+    middleware(factory.generic("FOO", "/"))
+    before = series()
+    # A few through the whole stack, then 3,000 through the middleware that records the series.
+    for i in range(1, 40):
+        client.generic(f"X{i}", paths[i % 4].format(i))
+    for i in range(3000):
+        middleware(factory.generic(f"INVENTED{i}", f"/no/such/page/{i}"))
+    assert series() == before

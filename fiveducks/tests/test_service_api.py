@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.services import issue_api_token
 from accounts.tests.factories import UserFactory
 from credits import reconcile, selectors
 from credits import services as credits
@@ -113,11 +113,11 @@ def test_a_credential_without_the_scope_is_403(funded):
 def test_a_user_token_or_session_cannot_call_the_service_api(backend, funded, client):
     body = {"user_id": funded.pk, "amount": 1, "idempotency_key": "k"}
     staff = UserFactory(is_staff=True, is_superuser=True)
-    token = Token.objects.create(user=staff)
+    key = issue_api_token(user=staff)
     by_token = APIClient()
-    by_token.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    by_token.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert by_token.post(HOLDS, body, format="json").status_code == 401
-    as_bearer = _client(token.key)  # a user token sent as a Bearer is not a service secret
+    as_bearer = _client(key)  # a user token sent as a Bearer is not a service secret
     assert as_bearer.post(HOLDS, body, format="json").status_code == 401
     client.force_login(staff)
     assert client.post(HOLDS, body, content_type="application/json").status_code == 401

@@ -69,8 +69,11 @@ class DumpSource(Source):
         self.prefix = prefix
         self.strict = strict
         self.chunk_chars = chunk_chars
-        self.counters = Counters("read", "bad_lines")
+        self.counters = Counters("read", "bad_lines", "duplicates")
         self.bad_line_numbers: list[int] = []
+        # What the run reports about the file itself: a key seen before ({"key", "line", "reason"}).
+        self.problems: list[dict] = []
+        self._line = 0  # the line (JSON Lines) or member (JSON object) of the last record read
         self.closing: dict | None = None  # a backup's closing line, once read
         self.format = format or self._detect()
 
@@ -94,7 +97,11 @@ class DumpSource(Source):
                 if not line.startswith(b"{"):
                     raise SourceError(f"{self.path} is neither a JSON object nor JSON Lines")
                 try:
-                    first = json.loads(line.decode("utf-8-sig"))
+                    text = line.decode("utf-8-sig")
+                    try:
+                        first = json.loads(text)
+                    except RecursionError:
+                        first = _members_of_deep_line(text, self.path)
                 except (ValueError, UnicodeDecodeError):
                     return "json"  # only the start of a (multi-line) JSON object
                 if isinstance(first, dict) and (
@@ -106,13 +113,33 @@ class DumpSource(Source):
         return "jsonl"  # an empty file: no records either way
 
     def iter_records(self) -> Iterator[Item]:
-        """Every (key, raw value), one at a time, in file order."""
+        """Every (key, raw value), one at a time, in file order.
+
+        A key seen earlier in the file is reported in `problems` with its line (the later value
+        is the one loaded, as the store would hold it): a 64-bit hash per key is remembered.
+        """
         records = self._iter_jsonl(raw=False) if self.format == "jsonl" else self._iter_object()
         prefix = self.prefix
+        seen: set[int] = set()
         for key, value in records:
             if prefix and not key.startswith(prefix):
                 continue
             self.counters.add("read")
+            digest = hash(key)
+            if digest in seen:
+                self.counters.add("duplicates")
+                if len(self.problems) < 1000:
+                    where = "line" if self.format == "jsonl" else "member"
+                    self.problems.append(
+                        {
+                            "key": _shown_key(key),
+                            where: self._line,
+                            "reason": f"duplicate key: also earlier in the file; the value at {where} "
+                            f"{self._line} is the one loaded",
+                        }
+                    )
+            else:
+                seen.add(digest)
             yield key, value
 
     def iter_raw_records(self) -> Iterator[RawItem]:
@@ -175,9 +202,13 @@ class DumpSource(Source):
             for number, line in enumerate(_lines(fh, limit=MAX_RECORD_CHARS), start=1):
                 if not line.strip():
                     continue
+                self._line = number
                 try:
                     text = line.decode("utf-8-sig" if number == 1 else "utf-8")
-                    record = json.loads(text)
+                    try:
+                        record = json.loads(text)
+                    except RecursionError:
+                        record = _members_of_deep_line(text, self.path)
                     if not isinstance(record, dict):
                         raise ValueError("not a JSON object")
                     if self.closing is not None:
@@ -213,9 +244,26 @@ class DumpSource(Source):
     def _iter_object(self) -> Iterator[Item]:
         parser = _ObjectParser(self._text(), self.path, self.chunk_chars)
         try:
-            yield from parser
+            for number, item in enumerate(parser, start=1):
+                self._line = number
+                yield item
         finally:
             parser.close()
+
+
+def _shown_key(key: str) -> str:
+    """A key as a report can show it: NUL and lone surrogates backslash-escaped."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _members_of_deep_line(text: str, path: Path) -> dict:
+    """A line too deeply nested for `json.loads`: its members, the deep value kept as JSON text
+    (so the record reaches the loader, which quarantines it under its key as `bad_json`)."""
+    parser = _ObjectParser(io.StringIO(text), path, max(len(text), 1))
+    try:
+        return dict(parser)
+    except SourceError as exc:
+        raise ValueError(f"nested too deeply ({exc})") from None
 
 
 def _batched(records: Iterable[tuple], batch_size: int) -> Iterator[list]:
@@ -326,11 +374,50 @@ class _ObjectParser:
             if not self._fill():
                 return ""
 
+    def _skip_value(self) -> str:
+        """The text of the array or object at `pos` (too deep for the decoder), consumed.
+
+        Brackets are counted outside strings; the value is handed on as its JSON text, which the
+        codec then refuses as nested too deeply: the record is quarantined, the run goes on.
+        """
+        start_char = self.buf[self.pos] if self.pos < len(self.buf) else ""
+        if start_char not in "[{":
+            raise self._error("a value nested too deeply")
+        depth, in_string, escaped, offset = 0, False, False, 0
+        while True:
+            buf, base = self.buf, self.pos
+            for i in range(base + offset, len(buf)):
+                c = buf[i]
+                if in_string:
+                    if escaped:
+                        escaped = False
+                    elif c == "\\":
+                        escaped = True
+                    elif c == '"':
+                        in_string = False
+                elif c == '"':
+                    in_string = True
+                elif c in "[{":
+                    depth += 1
+                elif c in "]}":
+                    depth -= 1
+                    if depth == 0:
+                        self.pos = i + 1
+                        return buf[base : i + 1]
+            offset = len(buf) - base
+            if offset > MAX_RECORD_CHARS:
+                raise self._error("a record larger than 32 MB (or an unterminated string)")
+            if not self._fill(want=offset):
+                raise self._error("unexpected end of file inside a deeply nested value")
+
     def _decode(self) -> tuple[Any, int]:
         """The JSON value at `pos` and where it starts; reads more until it is complete."""
         while True:
             try:
                 value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                start = self.pos
+                return self._skip_value(), start
             except json.JSONDecodeError as exc:
                 if self.eof:
                     raise self._error(f"invalid JSON ({exc.msg})") from None

@@ -26,8 +26,8 @@ ROOT = Path(settings.BASE_DIR)
 def _wipe_migrated_data() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE credit_transactions, user_credits, subscriptions, gmail_tokens, user_notifications, "
-            "kvmigrate_records, kvmigrate_quarantine"
+            "TRUNCATE credit_pending_changes, credit_transactions, user_credits, subscriptions, "
+            "gmail_tokens, user_notifications, kvmigrate_records, kvmigrate_quarantine"
         )
         cursor.execute("UPDATE users SET firebase_uid = NULL")
 

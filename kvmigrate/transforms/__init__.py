@@ -19,6 +19,7 @@ from .base import (
     Transformed,
     find_bad_text,
     parse_int,
+    values_hidden,
 )
 from .billing import REAL_FIELDS as REAL_SUBSCRIPTION_FIELDS
 from .billing import subscription_from_record
@@ -93,7 +94,8 @@ def transform(
             raise Reject("missing:status", "none of the subscription fields is present")
         return Transformed(key=key, family=prefix, layout=layout, user_id=user_id, subscription=subscription)
     if prefix in ("user_tokens", "gmail"):
-        token = token_from_record(key, layout, user_id, value)
+        with values_hidden():
+            token = token_from_record(key, layout, user_id, value)
         return Transformed(key=key, family=prefix, layout=layout, user_id=user_id, token=token)
     raise ValueError(f"not a known family: {prefix}")  # the caller only passes known prefixes
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -161,7 +163,23 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+# Set while a record that carries OAuth tokens is transformed: a reason then names the field and
+# the kind of value, never the value (reasons land in the quarantine, the report and the admin).
+_HIDE_VALUES: ContextVar[bool] = ContextVar("kvmigrate_hide_values", default=False)
+
+
+@contextmanager
+def values_hidden():
+    token = _HIDE_VALUES.set(True)
+    try:
+        yield
+    finally:
+        _HIDE_VALUES.reset(token)
+
+
 def _short(value: Any) -> str:
+    if _HIDE_VALUES.get():
+        return "(not shown: a record with tokens)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -95,6 +95,11 @@ class Command(BaseCommand):
         elif result.exit_code == services.EXIT_OK:
             self.stdout.write(f"{run}everything moved and verified")
         else:
+            for problem in result.counts.source_problems[:20]:
+                where = ", ".join(f"{name} {problem[name]}" for name in ("line", "member") if name in problem)
+                self.stdout.write(f"store problem at {where}: {problem['key']!r}: {problem['reason']}")
+            if result.counts.source_problems:
+                self.stdout.write(f"{len(result.counts.source_problems)} problem(s) in the store itself")
             self.stdout.write(
                 f"{run}{result.counts.total('quarantined')} quarantined, "
                 f"{result.counts.total('mismatched')} mismatched (see the admin's quarantine list"
