@@ -43,9 +43,13 @@ PYTEST_ARGS ?=
 test: install
 	$(WITH_DB) --stop-after -- $(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
+# ruff, the dependency rules between the apps (import-linter, `.importlinter`), then the types of
+# the services and selectors (mypy with django-stubs, `mypy.ini`).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --config .importlinter
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -81,6 +81,10 @@ def log(message: str) -> None:
 # --- database and data ----------------------------------------------------------------------
 
 
+# The test run's variables (its explicit test mode included) never reach the measured processes.
+_NOT_INHERITED = {"FIVEDOCKS_TEST_MODE", "PYTEST_VERSION", "DJANGO_SETTINGS_MODULE"}
+
+
 def _recreate_database(url: str) -> None:
     import psycopg
     from psycopg import sql
@@ -95,7 +99,7 @@ def _recreate_database(url: str) -> None:
 
 def _base_env(secret_key: str, fernet_key: str) -> dict[str, str]:
     """Production settings for both this process (seeding) and the server."""
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTEST_VERSION", "DJANGO_SETTINGS_MODULE"}}
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     env.update(
         DJANGO_SETTINGS_MODULE="bench.settings",
         ENV_FILE=str(ROOT / "bench" / ".no-env-file"),  # a developer's .env (DEBUG=1) must not leak in

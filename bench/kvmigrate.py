@@ -95,6 +95,10 @@ def log(message: str) -> None:
 # --- environment, databases -------------------------------------------------------------------
 
 
+# The test run's variables (its explicit test mode included) never reach the measured processes.
+_NOT_INHERITED = {"FIVEDOCKS_TEST_MODE", "PYTEST_VERSION", "DJANGO_SETTINGS_MODULE"}
+
+
 def _db_url(name: str) -> str:
     parts = urlsplit(POSTGRES_URL)
     return urlunsplit(parts._replace(path=f"/{name}"))
@@ -102,7 +106,7 @@ def _db_url(name: str) -> str:
 
 def _env(secret_key: str, fernet_key: str) -> dict[str, str]:
     """Production settings (DEBUG off) for every process of the run; a developer's .env stays out."""
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTEST_VERSION", "DJANGO_SETTINGS_MODULE"}}
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     env.update(
         DJANGO_SETTINGS_MODULE="fivedocks.settings",
         ENV_FILE=str(ROOT / "bench" / ".no-env-file"),

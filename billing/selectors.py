@@ -21,6 +21,13 @@ from credits.models import CreditTransaction
 from fivedocks.replicas import read_alias
 
 
+def has_active_subscription(user_id: int) -> bool:
+    """An active or trialing subscription: the user's monthly credits come from Stripe's invoice
+    (registered with credits as its paid-plan check, `credits/paid_plans.py`). A money decision:
+    the primary."""
+    return Subscription.objects.filter(user_id=user_id, status__in=ACTIVE_STATUSES).exists()
+
+
 def get_subscription(*, user, replica: bool = False) -> Subscription | None:
     """The user's subscription; `replica=True` lets a display read come from a replica."""
     alias = read_alias(user_id=user.pk) if replica else "default"

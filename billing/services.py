@@ -353,6 +353,7 @@ def _event_object(row: WebhookEvent) -> dict:
     if row.payload:
         return row.payload["data"]["object"]
     # The JSONB was refused when stored: read the raw body (kept exactly as Stripe sent it).
+    assert row.raw_body is not None  # stored whenever the payload is not
     return payloads.jsonb_safe(payloads.parse_body(bytes(row.raw_body)))["data"]["object"]
 
 

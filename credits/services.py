@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from credits import cache as balance_cache
+from credits import paid_plans
 from credits.models import CreditAccount, CreditHold, CreditTransaction, PendingCreditChange
 from credits.selectors import OPEN_HOLDS_SQL, balance_from_database
 from fivedocks import changes
@@ -266,7 +267,7 @@ def _ensure_account(*, user_id: int) -> None:
 _TABLE = CreditAccount._meta.db_table
 _LEDGER_TABLE = CreditTransaction._meta.db_table
 _LEDGER_FIELDS = CreditTransaction._meta.concrete_fields
-_LEDGER_COLUMNS = ", ".join(f.column for f in _LEDGER_FIELDS)
+_LEDGER_COLUMNS = ", ".join(str(f.column) for f in _LEDGER_FIELDS)
 _LEDGER_ATTNAMES = [f.attname for f in _LEDGER_FIELDS]
 _METADATA_FIELD = CreditTransaction._meta.get_field("metadata")
 
@@ -305,7 +306,7 @@ def _insert_sql(*, legacy_check: bool) -> str:
     return f"""
     WITH h AS ({OPEN_HOLDS_SQL}),
     ins AS (
-        INSERT INTO {_LEDGER_TABLE} ({", ".join(f.column for f in _INSERTED_FIELDS)})
+        INSERT INTO {_LEDGER_TABLE} ({", ".join(str(f.column) for f in _INSERTED_FIELDS)})
         SELECT {", ".join(f"%({f.attname})s::{f.db_type(connection)}" for f in _INSERTED_FIELDS)}
           FROM h WHERE (%(amount)s >= 0 OR %(balance_after)s >= h.held){legacy}
             ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -519,11 +520,9 @@ def monthly_top_up(*, user, month: date | None = None) -> CreditResult | None:
     skipped here and None is returned. An account's own `monthly_allowance` (carried over from
     the KV store) overrides the free tier's amount. A balance that returns to 0 or more unblocks.
     """
-    from billing.models import ACTIVE_STATUSES, Subscription
-
     changes.guard_writes("credits")
     month = month or timezone.now().date()
-    if Subscription.objects.filter(user_id=user.pk, status__in=ACTIVE_STATUSES).exists():
+    if paid_plans.has_paid_plan(user_id=user.pk):
         return None
     override = (
         CreditAccount.objects.filter(user_id=user.pk).values_list("monthly_allowance", flat=True).first()
@@ -661,6 +660,7 @@ def open_hold(
         raise DomainError("Give either an operation or an amount.")
     if operation is not None:
         amount = operation_cost(operation)
+    assert amount is not None  # exactly one of amount and operation was given (checked above)
     if not 1 <= amount <= MAX_CHANGE:
         raise AmountOutOfRange(f"A hold is 1 to {MAX_CHANGE:,} credits.")
     if not idempotency_key:
@@ -872,7 +872,7 @@ _KEYS_SQL = f"""
     SELECT user_id, idempotency_key FROM {_LEDGER}
      WHERE user_id = ANY(%s) AND idempotency_key = ANY(%s)
 """  # noqa: S608
-_LEDGER_COLUMNS = (
+_LOAD_LEDGER_COLUMNS = (
     "user_id", "amount", "type", "reason", "balance_after", "metadata", "idempotency_key", "created_at",
 )  # fmt: skip
 _ACCOUNT_COLUMNS = (
@@ -1000,7 +1000,7 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
             )  # fmt: skip
             (existing_accounts if uid in existing else fresh_accounts).append(values)
         # New rows go in with COPY (the fastest path PostgreSQL has); existing accounts are upserted.
-        _copy(cursor, _LEDGER, _LEDGER_COLUMNS, ledger_rows)
+        _copy(cursor, _LEDGER, _LOAD_LEDGER_COLUMNS, ledger_rows)
         _copy(cursor, _TABLE, _ACCOUNT_COLUMNS, fresh_accounts)
         if existing_accounts:
             cursor.execute(_UPSERT_ACCOUNTS_SQL, [list(col) for col in zip(*existing_accounts, strict=True)])

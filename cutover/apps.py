@@ -6,6 +6,7 @@ class CutoverConfig(AppConfig):
     verbose_name = "Cutover switches"
 
     def ready(self) -> None:
+        # Local (Django's app loading): these import models, which need the app registry.
         from cutover.metrics import MirrorLagCollector
         from cutover.mirror import CutoverTracker
         from fivedocks import changes

@@ -17,18 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from cutover.mirror import FAMILY_DOMAINS
 from cutover.models import KvOutbox
+from fivedocks import locks
+from kvmigrate.reverse import render_batch
 from kvmigrate.services import remember_mirrored
 from kvmigrate.sources import open_writer
 from kvmigrate.sources.base import SourceError
 
-_LOCK_ID = 0x6B766D69  # "kvmi": one drainer at a time
+_LOCK_ID = locks.KV_MIRROR_DRAIN  # one drainer at a time
 
 
 @dataclass
@@ -56,8 +57,6 @@ def render_keys(changes: dict[str, datetime]) -> list[tuple[str, str | None]]:
 
     `changes` maps each key to its latest change (moves the record's updatedAt).
     """
-    from kvmigrate.reverse import render_batch
-
     by_family: dict[str, dict[int, datetime]] = {}
     for key, at in changes.items():
         family, _, ident = key.partition(":")
@@ -93,13 +92,8 @@ def drain(
     writer = open_writer(target, **(writer_options or {}))
     backoff = 0.5
     try:
-        # A session lock: on the direct connection to the primary (DATABASE_DIRECT_URL) when the
-        # default one goes through PgBouncer in transaction mode, where a session is not kept.
-        lock_connection = connections[settings.DIRECT_DATABASE_ALIAS]
-        with lock_connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_ID])
-            if not cursor.fetchone()[0]:
-                raise SourceError("another kvmirror drainer is running")
+        if not locks.try_advisory_lock(_LOCK_ID):
+            raise SourceError("another kvmirror drainer is running")
         try:
             while not stop():
                 rows = list(
@@ -136,8 +130,7 @@ def drain(
                 stats.deleted += sum(1 for _, value in items if value is None)
                 stats.written += sum(1 for _, value in items if value is not None)
         finally:
-            with lock_connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_ID])
+            locks.advisory_unlock(_LOCK_ID)
     finally:
         writer.close()
     return stats

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from cutover.drain import lag_seconds
+from cutover.models import KvOutbox
+
 logger = logging.getLogger(__name__)
 
 
@@ -17,8 +20,6 @@ class MirrorLagCollector(Collector):
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from cutover.models import KvOutbox
-
         lag = GaugeMetricFamily(
             "fivedocks_kv_mirror_lag_seconds",
             "Age of the oldest change not yet written to the KV store (0 when drained).",
@@ -27,8 +28,6 @@ class MirrorLagCollector(Collector):
             "fivedocks_kv_mirror_pending_changes", "Changes in the outbox not yet written to the KV store."
         )
         try:
-            from cutover.drain import lag_seconds
-
             lag.add_metric([], lag_seconds())
             pending.add_metric([], KvOutbox.objects.count())
         except Exception:  # no database at scrape time: leave the families empty, /metrics still answers

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 
+from cutover.selectors import freeze_for
 from fivedocks.errors import WritesFrozen
 
 # Which KV record a domain's data lives in: credits, billing and notifications share one record.
@@ -45,8 +46,6 @@ class CutoverTracker:
     """Installed into fivedocks.changes by CutoverConfig.ready()."""
 
     def guard(self, domain: str) -> None:
-        from cutover.selectors import freeze_for
-
         freeze = freeze_for(domain)
         if freeze is None:
             return

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts.authentication import HashedTokenAuthentication
+from accounts.public import HashedTokenAuthentication
 from fivedocks.api import json_error
 from fivedocks.metrics import scrape_registry
 

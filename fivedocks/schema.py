@@ -75,7 +75,9 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _freezable(self) -> bool:
         """The API of a domain that can be frozen (its services refuse writes while frozen)."""
-        from cutover.models import Domain
+        # Local (Django's app loading): cutover.public imports models, and DRF may import this
+        # module (its DEFAULT_SCHEMA_CLASS) before the app registry is ready.
+        from cutover.public import Domain
 
         parts = self.path.split("/", 3)
         return len(parts) > 2 and parts[1] == "api" and parts[2] in Domain.values

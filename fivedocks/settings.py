@@ -19,6 +19,7 @@ from fivedocks.config import (
     platform_session_secrets,
     replica_database,
 )
+from fivedocks.domains import MIRRORED_DOMAINS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -26,7 +27,8 @@ ENV_FILE = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
 if ENV_FILE.is_file():
     environ.Env.read_env(ENV_FILE, overwrite=False)
 
-TESTING = bool(os.environ.get("PYTEST_VERSION"))
+# The test mode: set by pytest's configuration (fivedocks/settings_test.py), never guessed.
+TESTING = env_bool(env, "FIVEDOCKS_TEST_MODE", False)
 DEBUG = env_bool(env, "DEBUG", False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -410,11 +412,11 @@ _kv_mirror = env.str("KV_MIRROR", default="off").strip().lower()
 KV_MIRROR = (
     frozenset()
     if _kv_mirror in {"", "off", "0", "false", "no"}
-    else frozenset({"credits", "billing", "gmail", "notifications"})
+    else frozenset(MIRRORED_DOMAINS)
     if _kv_mirror in {"on", "1", "true", "yes", "all"}
     else frozenset(part.strip() for part in _kv_mirror.split(",") if part.strip())
 )
-_unknown_mirror = KV_MIRROR - {"credits", "billing", "gmail", "notifications"}
+_unknown_mirror = KV_MIRROR - set(MIRRORED_DOMAINS)
 if _unknown_mirror:
     raise ConfigError(f"KV_MIRROR names unknown domains: {', '.join(sorted(_unknown_mirror))}")
 KV_MIRROR_TARGET = env.str("KV_MIRROR_TARGET", default="")

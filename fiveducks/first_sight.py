@@ -19,7 +19,9 @@ from django.db import transaction
 from psycopg import sql
 
 from accounts.models import User
+from credits import selectors as credit_selectors
 from credits import services as credit_services
+from cutover.selectors import freeze_for
 from fiveducks import platform_db
 from kvmigrate import users as user_import
 
@@ -96,8 +98,6 @@ def _welcome(user: User) -> None:
     """The welcome grant, unless credit writes are frozen for a cutover: a login or a read then
     still works, and the welcome comes with the first credit read after the freeze
     (`ensure_welcome`: the user still has no account)."""
-    from cutover.selectors import freeze_for
-
     amount = settings.PLATFORM_WELCOME_CREDITS
     if amount > 0 and freeze_for("credits") is None:
         credit_services.grant(
@@ -113,7 +113,5 @@ def _welcome(user: User) -> None:
 def ensure_welcome(*, user: User) -> None:
     """The platform's lazy creation: a user's first credit read opens their account with the
     welcome credits (once: the grant's idempotency key). Users with an account are untouched."""
-    from credits import selectors as credit_selectors
-
     if credit_selectors.get_balance(user_id=user.pk).last_updated is None:
         _welcome(user)

@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from gmail import crypto
 
 
 class GmailConfig(AppConfig):
@@ -11,10 +14,6 @@ class GmailConfig(AppConfig):
 
 def check_encryption_keys(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """`manage.py check` fails when a TOKEN_ENCRYPTION_KEYS entry is not a Fernet key."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from gmail import crypto
-
     try:
         crypto.multifernet()
     except ImproperlyConfigured as exc:

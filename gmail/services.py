@@ -221,6 +221,7 @@ def _credentials(token: GmailToken) -> Credentials:
 def _refresh_handler(user_id: int, request, scopes=None) -> tuple[str, dt.datetime]:
     """google-auth's refresh hook for the Credentials we hand out: the locked refresh."""
     token = _refresh_locked(user_id=user_id)
+    assert token.access_token is not None and token.expires_at is not None  # a refresh sets both
     return token.access_token, token.expires_at.astimezone(dt.UTC).replace(tzinfo=None)
 
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from credits import services as credit_services
 from fivedocks import changes
+from fivedocks.domains import DOMAINS
 from gmail import crypto
 
 from . import transforms
@@ -33,7 +34,7 @@ from .transforms.base import may_hold_bad_text
 
 logger = logging.getLogger(__name__)
 
-ALL_DOMAINS = ("accounts", "credits", "billing", "gmail", "notifications")
+ALL_DOMAINS = DOMAINS
 # Which layout wins when both describe the same row: the platform's own.
 PRECEDENCE = {"real": 2, "plan": 1}
 
@@ -182,11 +183,6 @@ def _load_prepared(prepared: Prepared, ctx: Context) -> Counts:
                 _write_quarantine([rec], ctx)
                 counts.merge(single)
     return counts
-
-
-def load_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
-    """Move one batch; returns its counts. The caller decides the transaction's outer scope."""
-    return load_prepared(prepare_batch(items, ctx), ctx)
 
 
 def _reset(rec: Rec) -> None:
@@ -529,8 +525,6 @@ def _write_subscriptions(recs: list[Rec], existing: set[int]) -> None:
 
 def token_metadata(metadata: dict) -> dict:
     """Unknown fields of a token record may be secrets too: they are stored encrypted."""
-    from gmail import crypto
-
     kv = dict(metadata.get("kv", {}))
     if "extra" in kv:
         kv["extra_encrypted"] = crypto.encrypt(_dumps(kv.pop("extra")))
@@ -544,8 +538,6 @@ _TOKEN_COLUMNS = (
 
 
 def _sealed_token(token) -> dict:
-    from gmail import crypto
-
     return {
         "access_token": None if token.access_token is None else crypto.encrypt(token.access_token),
         "refresh_token": None if token.refresh_token is None else crypto.encrypt(token.refresh_token),

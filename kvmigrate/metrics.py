@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kvmigrate.models import MigratedRecord, MigrationRun, QuarantinedRecord
+
 
 class KvmigrateCollector(Collector):
     def describe(self) -> list[GaugeMetricFamily]:
@@ -19,8 +21,6 @@ class KvmigrateCollector(Collector):
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from kvmigrate.models import MigratedRecord, MigrationRun, QuarantinedRecord
-
         counts = GaugeMetricFamily(
             "fivedocks_kvmigrate_last_run_records",
             "Records of the newest kvmigrate run, by domain and outcome.",

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DOMAIN_ORDER = ("users", "accounts", "credits", "billing", "gmail", "notifications", "other")
+from fivedocks.domains import DOMAINS
+
+DOMAIN_ORDER = ("users", *DOMAINS, "other")
 COLUMNS = (
     "read", "created", "updated", "unchanged", "quarantined", "skipped", "verified", "mismatched", "gone",
 )  # fmt: skip

@@ -14,6 +14,8 @@ from datetime import datetime
 
 from django.db import connection, reset_queries
 
+from gmail.models import GmailToken
+
 from .codec import encode_value
 from .render import render_user_credits, render_user_tokens
 from .report import Counts
@@ -169,8 +171,6 @@ def _flags(ids: list[int]) -> dict[int, list[FlagRow]]:
 
 
 def _tokens(ids: list[int]) -> dict[int, TokenRow]:
-    from gmail.models import GmailToken
-
     out = {}
     for t in GmailToken.objects.filter(user_id__in=ids).order_by("user_id"):
         out[t.user_id] = TokenRow(

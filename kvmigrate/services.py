@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections, reset_queries, transaction
+from django.db import connection, reset_queries, transaction
 from django.utils import timezone
+
+from fivedocks import locks
 
 from . import report, users
 from .load import ALL_DOMAINS, Context, Prepared, fingerprint, load_prepared, prepare_batch
@@ -35,7 +37,7 @@ from .verify import prepare_verify, verify_prepared
 
 logger = logging.getLogger(__name__)
 
-LOCK_ID = 0x6B766D67  # "kvmg": one kvmigrate run at a time per database (the KV drainer has its own)
+LOCK_ID = locks.KVMIGRATE_RUN  # one kvmigrate run at a time per database (the KV drainer has its own)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
 # Requests in flight to a Replit Database. A GET costs this client about 0.4 ms of CPU; at a few
 # milliseconds of network latency per request, 32 in flight keep the client's CPU, not the network,
@@ -138,13 +140,8 @@ def execute(options: Options) -> Result:
     counts = Counts()
     progress = _Progress(options.progress)
     run: MigrationRun | None = None
-    # A session lock: on the direct connection to the primary (DATABASE_DIRECT_URL) when the
-    # default one goes through PgBouncer in transaction mode, where a session is not kept.
-    lock_connection = connections[settings.DIRECT_DATABASE_ALIAS]
-    with lock_connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_ID])
-        if not cursor.fetchone()[0]:
-            raise RunFailed("another kvmigrate run holds the lock on this database; try again when it ends")
+    if not locks.try_advisory_lock(LOCK_ID):
+        raise RunFailed("another kvmigrate run holds the lock on this database; try again when it ends")
     # A batch's commit need not wait for its WAL flush: a server crash could lose the last
     # few committed batches, and their fingerprints with them (same transactions), so the
     # next run simply moves them again. A session setting: not through PgBouncer, where it
@@ -205,8 +202,7 @@ def execute(options: Options) -> Result:
         if session_settings:
             with connection.cursor() as cursor:
                 cursor.execute("RESET synchronous_commit")
-        with lock_connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
+        locks.advisory_unlock(LOCK_ID)
 
 
 _END = object()

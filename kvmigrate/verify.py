@@ -15,6 +15,9 @@ from typing import Any
 
 from django.db import connection
 
+from gmail import crypto
+from gmail.models import GmailToken
+
 from . import transforms
 from .codec import DecodeError, decode_value
 from .load import Context, Prepared, Rec, classify, copy_rows, fingerprint, holds_secrets, rendered_keys
@@ -31,10 +34,6 @@ def prepare_verify(items: Iterable[tuple[str, str]], ctx: Context) -> Prepared:
         rec.fp = fingerprint(rec.raw)
         _transform(rec)
     return Prepared(recs, counts)
-
-
-def verify_batch(items: Iterable[tuple[str, str]], ctx: Context) -> Counts:
-    return verify_prepared(prepare_verify(items, ctx), ctx)
 
 
 def verify_prepared(prepared: Prepared, ctx: Context) -> Counts:
@@ -220,8 +219,6 @@ class _State:
         return {row[0]: (*row[1:-1], jsonb(row[-1])) for row in rows}
 
     def _load_tokens(self) -> dict[int, Any]:
-        from gmail.models import GmailToken
-
         return {t.user_id: t for t in GmailToken.objects.filter(user_id__in=self.ids)}
 
     def _load_flags(self) -> set[tuple[int, str, int]]:
@@ -339,8 +336,6 @@ class _State:
 
 def decrypt_token_metadata(metadata: dict) -> dict:
     """The token metadata with its encrypted unknown fields readable again (see load.token_metadata)."""
-    from gmail import crypto
-
     kv = dict(metadata.get("kv", {}))
     if "extra_encrypted" in kv:
         kv["extra"] = json.loads(crypto.decrypt(kv.pop("extra_encrypted")))

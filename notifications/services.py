@@ -9,6 +9,7 @@ decides `created` for `mark_shown` and whether an easter egg's credits are grant
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from cachalot.api import cachalot_disabled
 from cachalot.api import invalidate as cachalot_invalidate
@@ -121,7 +122,7 @@ def _insert_flag(
     *, user_id: int, kind: str, notification_id: int, metadata: dict | None
 ) -> UserNotification | None:
     """The inserted row, or None when the flag already exists (committed by anyone)."""
-    values = {
+    values: dict[str, Any] = {
         "user_id": user_id,
         "kind": kind,
         "notification_id": notification_id,

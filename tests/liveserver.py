@@ -34,9 +34,16 @@ from fivedocks.config import database_url
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 START_TIMEOUT = 60
-# Variables of the test run that must not reach the server: PYTEST_VERSION switches the settings
-# to test mode, and a developer's .env or settings could turn DEBUG back on.
-_DROPPED = {"PYTEST_VERSION", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "DJANGO_SETTINGS_MODULE", "DEBUG"}
+# Variables of the test run that must not reach the server: FIVEDOCKS_TEST_MODE switches the
+# settings to test mode, and a developer's .env or settings could turn DEBUG back on.
+_DROPPED = {
+    "FIVEDOCKS_TEST_MODE",
+    "PYTEST_VERSION",
+    "PYTEST_CURRENT_TEST",
+    "PYTEST_XDIST_WORKER",
+    "DJANGO_SETTINGS_MODULE",
+    "DEBUG",
+}
 
 
 @dataclass

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from billing import services
 from billing.models import Subscription, WebhookEvent
 from billing.testing import signed_payload
 from billing.tests.conftest import event, invoice_object
 from credits.models import CreditAccount, CreditTransaction
+from tests.concurrency import run_concurrently
 
 THREADS = 6
 
@@ -22,24 +20,8 @@ def test_concurrent_deliveries_of_one_invoice_event_credit_once(user):
         user=user, stripe_customer_id="cus_1", status="active", plan_type="ugly-duckling"
     )
     payload, header = signed_payload(event("invoice.paid", invoice_object("in_c")))
-    barrier = threading.Barrier(THREADS)
-    outcomes: list = []
-    errors: list = []
-
-    def deliver() -> None:
-        try:
-            barrier.wait()
-            outcomes.append(services.record_event(payload=payload, sig_header=header))
-        except Exception as exc:  # reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    delivered = run_concurrently(lambda _: services.record_event(payload=payload, sig_header=header), THREADS)
+    outcomes, errors = delivered.results, delivered.errors
 
     assert errors == []
     assert sum(not o.duplicate for o in outcomes) == 1

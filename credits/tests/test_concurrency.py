@@ -1,31 +1,18 @@
 """Real concurrent transactions against PostgreSQL: no lost update, never below zero."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-from django.db import connection
 from django.db.models import Sum
 
 from accounts.tests.factories import UserFactory
 from credits import services
 from credits.models import CreditAccount, CreditTransaction
+from tests.concurrency import run_concurrently
 
 WORKERS = 16
 
 
 def _run_concurrently(fn, count: int) -> list:
-    barrier = threading.Barrier(count)
-
-    def worker(i: int):
-        try:
-            barrier.wait()
-            return fn(i)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(worker, range(count)))
+    return run_concurrently(fn, count).values()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,33 +3,21 @@
 import contextlib
 import datetime as dt
 import random
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from credits import cache as balance_cache
 from credits import reconcile, selectors, services
 from credits.models import CreditHold, CreditTransaction
+from tests.concurrency import run_concurrently
 
 
 def _run_concurrently(fn, count: int) -> list:
-    barrier = threading.Barrier(count)
-
-    def worker(i: int):
-        try:
-            barrier.wait()
-            return fn(i)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(worker, range(count)))
+    return run_concurrently(fn, count).values()
 
 
 def _funded(amount: int):

@@ -1,7 +1,5 @@
 """The lean write path (UPDATE, then the ledger INSERT; no replay lookup first) and the cache entry."""
 
-import threading
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -10,6 +8,7 @@ from accounts.tests.factories import UserFactory
 from credits import cache as balance_cache
 from credits import selectors, services
 from credits.models import CreditAccount, CreditTransaction
+from tests.concurrency import run_concurrently
 
 pytestmark = pytest.mark.django_db
 
@@ -83,23 +82,10 @@ def test_a_database_read_never_replaces_a_newer_entry(user, django_capture_on_co
 def test_concurrent_requests_with_one_key_apply_once():
     user = UserFactory()
     services.grant(user=user, amount=1000, reason="welcome")
-    results, errors = [], []
-    start = threading.Barrier(8)
-
-    def worker():
-        try:
-            start.wait()
-            results.append(services.deduct(user=user, operation="company_search", idempotency_key="same"))
-        except Exception as exc:  # pragma: no cover - reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = run_concurrently(
+        lambda _: services.deduct(user=user, operation="company_search", idempotency_key="same"), 8
+    )
+    results, errors = outcomes.results, outcomes.errors
     assert errors == []
     assert len({r.transaction.pk for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
@@ -110,23 +96,9 @@ def test_concurrent_requests_with_one_key_apply_once():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_first_writes_create_one_account():
     user = UserFactory()
-    errors = []
-    start = threading.Barrier(8)
-
-    def worker(n):
-        try:
-            start.wait()
-            services.grant(user=user, amount=10, reason="welcome", idempotency_key=f"g{n}")
-        except Exception as exc:  # pragma: no cover - reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_concurrently(
+        lambda n: services.grant(user=user, amount=10, reason="welcome", idempotency_key=f"g{n}"), 8
+    ).errors
     assert errors == []
     account = CreditAccount.objects.get(user=user)
     assert account.balance == 80

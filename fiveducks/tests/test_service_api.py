@@ -2,7 +2,6 @@
 
 import datetime as dt
 import logging
-import threading
 
 import pytest
 from django.core.management import call_command
@@ -20,6 +19,7 @@ from fiveducks.models import ServiceCall, ServiceSecret
 from gmail import services as gmail
 from gmail.models import GmailToken
 from gmail.testing import fake_google  # noqa: F401 - the stand-in Google, as a fixture
+from tests.concurrency import run_concurrently
 
 HOLDS = "/api/service/credits/holds/"
 
@@ -324,26 +324,15 @@ def test_8_concurrent_callers_for_an_expired_token_cause_one_refresh(fake_google
     user = UserFactory()
     _, old_access = _connect(user, fake_google, expires_in=dt.timedelta(minutes=-1))
     fake_google.refresh_delay = 0.5  # every caller sees the expired token before the refresh ends
-    barrier = threading.Barrier(8)
-    answers, errors = [], []
 
-    def caller():
-        try:
-            barrier.wait()
-            response = _client(issued.token).post(
-                "/api/service/gmail/access-token/", {"user_id": user.pk}, format="json"
-            )
-            answers.append((response.status_code, response.json().get("access_token")))
-        except Exception as exc:  # surfaced by the assertions below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def caller(_: int) -> tuple[int, str | None]:
+        response = _client(issued.token).post(
+            "/api/service/gmail/access-token/", {"user_id": user.pk}, format="json"
+        )
+        return response.status_code, response.json().get("access_token")
 
-    threads = [threading.Thread(target=caller) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes = run_concurrently(caller, 8)
+    answers, errors = outcomes.results, outcomes.errors
     assert errors == []
     assert fake_google.count("token", "refresh_token") == 1
     assert [status for status, _ in answers] == [200] * 8

@@ -1,17 +1,16 @@
 """Storing, refreshing (once, under a lock), invalidating, revoking and re-encrypting tokens."""
 
 import datetime as dt
-import threading
 
 import google.auth.transport.requests
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from gmail import services
 from gmail.errors import GmailNotConnected, GmailReconnectRequired, GmailUpstreamError
 from gmail.models import GmailToken
+from tests.concurrency import run_concurrently
 
 EXPIRED = -dt.timedelta(minutes=1)
 
@@ -136,23 +135,8 @@ def test_concurrent_callers_share_one_refresh(fake_google):
         display_name="",
     )
     fake_google.refresh_delay = 0.5  # both callers see the expired token before either finishes
-    barrier = threading.Barrier(4)
-    tokens, errors = [], []
-
-    def caller():
-        try:
-            barrier.wait()
-            tokens.append(services.get_credentials(user=user).token)
-        except Exception as exc:  # surfaced by the assertions below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=caller) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    outcomes = run_concurrently(lambda _: services.get_credentials(user=user).token, 4, timeout=30)
+    tokens, errors = outcomes.results, outcomes.errors
     assert errors == []
     assert fake_google.count("token", "refresh_token") == 1
     assert len(tokens) == 4

@@ -1,7 +1,6 @@
 import threading
 
 import pytest
-from django.db import connection
 
 from accounts.tests.factories import UserFactory
 from credits import selectors as credit_selectors
@@ -10,6 +9,7 @@ from credits.models import CreditAccount, CreditTransaction
 from fivedocks.errors import DomainError
 from notifications import services
 from notifications.models import UserNotification
+from tests.concurrency import run_concurrently
 
 
 @pytest.mark.django_db
@@ -137,25 +137,7 @@ class TestClaimEasterEgg:
 
 def _run_concurrently(count: int, func):
     """Run `func()` from `count` threads released together; returns results or exceptions."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            results[index] = func()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    return results
+    return run_concurrently(lambda _: func(), count).all
 
 
 @pytest.mark.django_db(transaction=True)
