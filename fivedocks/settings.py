@@ -195,7 +195,9 @@ CACHALOT_ADDITIONAL_SUPPORTED_DATABASES = frozenset({"fivedocks.db"})
 CACHALOT_DATABASES = ["default"]
 # Cachalot caches only the read-mostly tables; balances have their own per-user entries.
 CACHALOT_ONLY_CACHABLE_TABLES = frozenset({"users", "subscriptions", "user_notifications"})
-CREDITS_BALANCE_CACHE_TTL = env_int(env, "CREDITS_BALANCE_CACHE_TTL", 60)
+# Every committed change replaces or evicts the entry in every process (fivedocks.coherence), so
+# an entry stays true as long as it lives: the TTL only bounds memory, and can be hours.
+CREDITS_BALANCE_CACHE_TTL = env_int(env, "CREDITS_BALANCE_CACHE_TTL", 21600)
 # Credential -> user (API tokens, ...): revocations evict it in every process, so it may live long.
 AUTH_CREDENTIAL_CACHE = env_bool(env, "AUTH_CREDENTIAL_CACHE", True)
 AUTH_CREDENTIAL_CACHE_TTL = env_int(env, "AUTH_CREDENTIAL_CACHE_TTL", 3600)
