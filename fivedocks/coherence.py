@@ -61,15 +61,16 @@ _SLOTS = 4096  # eviction counters for the fill guard (a collision only skips a 
 
 
 class _Pending:
-    __slots__ = ("clear", "keys", "tables")
+    __slots__ = ("clear", "keys", "pins", "tables")
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
         self.tables: set[str] = set()
+        self.pins: dict[str, int] = {}  # short-lived markers to set everywhere: key -> seconds
         self.clear = False
 
     def __bool__(self) -> bool:
-        return bool(self.keys or self.tables or self.clear)
+        return bool(self.keys or self.tables or self.pins or self.clear)
 
 
 def broadcast_enabled() -> bool:
@@ -95,6 +96,29 @@ def evict_on_commit(*keys: str, using: str = DEFAULT_DB_ALIAS) -> None:
     if broadcast_enabled():
         _register(connections[using], keys=keys)
     transaction.on_commit(lambda: evict_locally(keys), using=using)
+
+
+def pin_on_commit(key: str, seconds: int, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Set a short-lived marker (`key` -> 1 for `seconds`) in every process's local cache once
+    the current transaction commits, e.g. "this user just wrote: read the primary" (replicas).
+
+    Markers travel in the same notification as evictions; without the broadcast (a shared
+    cache) the one cache is set at commit.
+    """
+    if broadcast_enabled():
+        pending = _pending_for(connections[using])
+        pending.pins[key] = max(pending.pins.get(key, 0), int(seconds))
+        _register(connections[using])
+    transaction.on_commit(lambda: _pin_locally({key: seconds}), using=using)
+
+
+def _pin_locally(pins: dict[str, int]) -> None:
+    try:
+        cache = local_cache()
+        for key, seconds in pins.items():
+            cache.set(key, 1, seconds)
+    except Exception:  # a marker is an optimisation of correctness for reads; never an error
+        logger.warning("could not set a cache marker", exc_info=True)
 
 
 def invalidate_tables_on_commit(tables: Iterable[str], *, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -125,12 +149,15 @@ _origin = uuid.uuid4().hex[:12]
 
 def payloads(pending: _Pending) -> list[str]:
     """The notification payloads for one transaction: compact JSON, each under MAX_PAYLOAD."""
+    pins = sorted([key, seconds] for key, seconds in pending.pins.items())
     if pending.clear or len(pending.keys) > MAX_KEYS:
-        return [json.dumps({"o": _origin, "c": 1}, separators=(",", ":"))]
+        return [json.dumps({"o": _origin, "c": 1, **({"p": pins} if pins else {})}, separators=(",", ":"))]
     out: list[str] = []
     keys, tables = sorted(pending.keys), sorted(pending.tables)
     message: dict = {"o": _origin}
-    size = 24
+    if pins:  # a few markers a transaction: one user's
+        message["p"] = pins
+    size = 24 + len(json.dumps(message.get("p", [])))
     for field, values in (("k", keys), ("t", tables)):
         for value in values:
             cost = len(json.dumps(value)) + 1
@@ -251,6 +278,7 @@ def apply(raw_payloads: Iterable[str]) -> tuple[set[str], set[str]]:
     """Apply a batch of notification payloads: one eviction and one invalidation for the lot."""
     keys: set[str] = set()
     tables: set[str] = set()
+    pins: dict[str, int] = {}
     clear = False
     for raw in raw_payloads:
         try:
@@ -263,9 +291,14 @@ def apply(raw_payloads: Iterable[str]) -> tuple[set[str], set[str]]:
         clear = clear or bool(message.get("c"))
         keys.update(message.get("k", ()))
         tables.update(message.get("t", ()))
+        for key, seconds in message.get("p", ()):
+            pins[key] = max(pins.get(key, 0), int(seconds))
     if clear:
         clear_locally()
+        _pin_locally(pins)
         return keys, tables
+    if pins:
+        _pin_locally(pins)
     if keys:
         evict_locally(keys)
     if tables:

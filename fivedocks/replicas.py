@@ -37,6 +37,8 @@ import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from fivedocks import coherence
+
 logger = logging.getLogger(__name__)
 
 PRIMARY = DEFAULT_DB_ALIAS
@@ -119,6 +121,12 @@ def note_write(*, user_id: int | None) -> None:
     cannot see the change anyway, and a rollback changes nothing to read.
     """
     if user_id is None or not settings.DATABASE_REPLICAS or settings.READ_YOUR_WRITES_SECONDS <= 0:
+        return
+
+    if settings.READ_YOUR_WRITES_CACHE == "default":
+        # The coherent cache: the marker reaches every worker's local memory with the commit's
+        # notification (fivedocks.coherence), not only the writer's.
+        coherence.pin_on_commit(_marker_key(user_id), settings.READ_YOUR_WRITES_SECONDS, using=PRIMARY)
         return
 
     def mark() -> None:

@@ -282,3 +282,27 @@ def test_the_connection_sends_nothing_when_nothing_was_registered(listening):
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     assert heard(listening) == []
+
+
+def test_a_marker_pinned_in_a_transaction_is_heard_with_the_commit(listening):
+    """Read-your-writes markers (fivedocks.replicas) reach every process's local memory."""
+    with transaction.atomic():
+        coherence.pin_on_commit("fd:wrote:7", 10)
+        assert heard(listening, 0.2) == []  # nothing before the commit
+    messages = heard(listening)
+    assert [message.get("p") for message in messages] == [[["fd:wrote:7", 10]]]
+    assert cache.get("fd:wrote:7") == 1  # the writer's own process sets it at commit
+
+
+def test_the_listener_sets_markers_another_process_pinned(running_listener):
+    cache.delete("fd:wrote:8")
+    _notify({"p": [["fd:wrote:8", 10]]})
+    wait_for(lambda: cache.get("fd:wrote:8") == 1)
+
+
+def test_a_rolled_back_marker_is_never_sent(listening):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        coherence.pin_on_commit("fd:wrote:9", 10)
+        raise RuntimeError("rolled back")
+    assert heard(listening) == []
+    assert cache.get("fd:wrote:9") is None
