@@ -60,6 +60,12 @@ Handler = Callable[[dict, EventContext], str]
 
 
 # --- who the event is about ---------------------------------------------------------------
+def _save(row: Subscription) -> None:
+    """Save the subscription and say so to the KV mirror, in the handler's transaction."""
+    row.save()
+    changes.user_data_changed(domain="billing", user_id=row.user_id)
+
+
 def _metadata_plan(metadata: dict) -> str | None:
     """The catalogue plan named by fivedocks' `plan` or the platform's `planId`."""
     for key in ("plan", "planId"):
@@ -189,8 +195,7 @@ def checkout_session_completed(session: dict, ctx: EventContext) -> str:
             row.stripe_subscription_id = subscription_id
             row.plan_type = _metadata_plan(metadata) or row.plan_type
             note += f"; subscription {subscription_id}"
-    row.save()
-    changes.user_data_changed(domain="billing", user_id=row.user_id)
+    _save(row)
     return note
 
 
@@ -233,8 +238,7 @@ def _apply_subscription(subscription: dict, ctx: EventContext, *, status: str | 
     if price_id:
         row.metadata["price_id"] = price_id
     row.stripe_event_created = ctx.created
-    row.save()
-    changes.user_data_changed(domain="billing", user_id=row.user_id)
+    _save(row)
     note = f"user {row.user_id}: {row.plan_type or '-'} {status}"
     if row.metadata.get("unmapped_price"):
         note += f" (price {row.metadata['unmapped_price']} is not mapped to a plan)"
@@ -377,8 +381,7 @@ def invoice_paid(invoice: dict, ctx: EventContext) -> str:
     row, subscription_id = _invoice_row(invoice, lines)
     if not subscription_id:
         _remember(row, "last_one_off_invoice", {"invoice_id": invoice.get("id"), "paid": True}, ctx)
-        row.save()
-        changes.user_data_changed(domain="billing", user_id=row.user_id)
+        _save(row)
         return f"user {row.user_id}: one-off invoice (no subscription): no credits, status unchanged"
     reason = invoice.get("billing_reason")
     if reason in ("subscription_create", "subscription_cycle"):
@@ -388,8 +391,7 @@ def invoice_paid(invoice: dict, ctx: EventContext) -> str:
     else:
         note = f"user {row.user_id}: billing_reason {reason!r}: no credits"
     _remember(row, "last_paid_invoice", {"invoice_id": invoice.get("id")}, ctx)
-    row.save()
-    changes.user_data_changed(domain="billing", user_id=row.user_id)
+    _save(row)
     return note
 
 
@@ -408,8 +410,7 @@ def invoice_payment_failed(invoice: dict, ctx: EventContext) -> str:
     }
     _remember(row, "last_payment_failure", failure, ctx)
     if not subscription_id:
-        row.save()
-        changes.user_data_changed(domain="billing", user_id=row.user_id)
+        _save(row)
         return f"user {row.user_id}: one-off invoice failed: recorded on the customer, status unchanged"
     note = f"user {row.user_id}: payment failure recorded"
     same_subscription = row.stripe_subscription_id in ("", subscription_id)
@@ -417,8 +418,7 @@ def invoice_payment_failed(invoice: dict, ctx: EventContext) -> str:
         row.status = SubscriptionStatus.PAST_DUE
         row.stripe_event_created = ctx.created
         note += ", status past_due"
-    row.save()
-    changes.user_data_changed(domain="billing", user_id=row.user_id)
+    _save(row)
     return note
 
 

@@ -140,7 +140,6 @@ class _Client:
     """
 
     def __init__(self, url: str | None, *, policy: RetryPolicy | None, url_file, pool_size: int, counters):
-        self._given = url
         self._url_file = url_file
         self.url, self.origin = resolve_url(url, url_file=url_file)
         self.url = self.url.rstrip("/")
@@ -157,9 +156,6 @@ class _Client:
     @property
     def masked(self) -> str:
         return mask_url(self.url)
-
-    def key_url(self, key: str) -> str:
-        return f"{self.url}/{quote(key, safe='')}"
 
     def _refresh_url(self, used: str) -> bool:
         """Re-read the URL where it came from (Replit rotates it); True when it changed."""
