@@ -412,14 +412,40 @@ class RedisReader:
         self.client.close()
 
 
-class ReplitReader:
-    """The seed's own protocol: one HTTP GET per key from a Replit Database, here the local
-    server (`kvmigrate.replit_server`, its own process, loopback, no TLS) holding the sample's
-    keys, over one keep-alive connection."""
+class ReplitHttp:
+    """The seed's way over the Replit protocol: one GET per key on one keep-alive connection."""
 
-    def __init__(self, keys: list[str], workdir: Path, env: dict) -> None:
+    def __init__(self, url: str) -> None:
         import http.client
 
+        parts = urlsplit(url)
+        self.base = parts.path
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+    def list_keys(self) -> list[str]:
+        from urllib.parse import unquote
+
+        self.conn.request("GET", f"{self.base}?encode=true&prefix=")
+        body = self.conn.getresponse().read().decode("utf-8")
+        return [unquote(line) for line in body.split("\n") if line]
+
+    def get(self, key: str) -> str | None:
+        from urllib.parse import quote
+
+        self.conn.request("GET", f"{self.base}/{quote(key, safe='')}")
+        response = self.conn.getresponse()
+        body = response.read()
+        return body.decode("utf-8") if response.status == 200 else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class ReplitReader(ReplitHttp):
+    """The seed's own protocol against the local server (`kvmigrate.replit_server`, its own
+    process, loopback, no TLS) holding the sample's keys."""
+
+    def __init__(self, keys: list[str], workdir: Path, env: dict) -> None:
         import redis
 
         kv = redis.Redis.from_url(REDIS_URL, decode_responses=True)
@@ -433,20 +459,10 @@ class ReplitReader:
         cmd = [sys.executable, "-m", "kvmigrate.replit_server", "--port", str(port), "--data", str(path),
                "--no-limits"]  # fmt: skip
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-        parts = urlsplit(self.proc.stdout.readline().strip())
-        self.base = parts.path
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-
-    def get(self, key: str) -> str | None:
-        from urllib.parse import quote
-
-        self.conn.request("GET", f"{self.base}/{quote(key, safe='')}")
-        response = self.conn.getresponse()
-        body = response.read()
-        return body.decode("utf-8") if response.status == 200 else None
+        super().__init__(self.proc.stdout.readline().strip())
 
     def close(self) -> None:
-        self.conn.close()
+        super().close()
         self.proc.terminate()
         self.proc.wait(timeout=10)
 

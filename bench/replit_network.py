@@ -21,7 +21,6 @@ run <= 3 s. The other delays are reported for the shape of the curve.
 
 from __future__ import annotations
 
-import http.client
 import json
 import secrets
 import shutil
@@ -31,12 +30,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
 
 from bench.common import Result, compare
 from bench.kvmigrate import (
     OUT,
     ROOT,
+    ReplitHttp,
     _checked,
     _drop,
     _env,
@@ -70,29 +69,6 @@ class Server:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
-
-
-class SeedReader:
-    """The seed's way over the Replit protocol: one GET per key on one keep-alive connection."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.base = parts.path
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-
-    def list_keys(self) -> list[str]:
-        self.conn.request("GET", f"{self.base}?encode=true&prefix=")
-        body = self.conn.getresponse().read().decode("utf-8")
-        return [unquote(line) for line in body.split("\n") if line]
-
-    def get(self, key: str) -> str | None:
-        self.conn.request("GET", f"{self.base}/{quote(key, safe='')}")
-        response = self.conn.getresponse()
-        body = response.read()
-        return body.decode("utf-8") if response.status == 200 else None
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def _store(env: dict, workdir: Path) -> tuple[Path, Path]:
@@ -159,7 +135,7 @@ def _run(quick: bool, env: dict, workdir: Path) -> list[Result]:
             _recreate(DB_RUN, template=DB)
             bulk, bulk_cpu, report = _kvmigrate(env, server.url, workdir, f"bulk-{delay}")
             delta, _, delta_report = _kvmigrate(env, server.url, workdir, f"delta-{delay}")
-            reader = SeedReader(server.url)
+            reader = ReplitHttp(server.url)
             listed = time.perf_counter()
             keys = reader.list_keys()
             list_seconds = time.perf_counter() - listed
