@@ -23,7 +23,7 @@ from credits import cache as balance_cache
 from credits import paid_plans
 from credits.models import CreditAccount, CreditHold, CreditTransaction, PendingCreditChange
 from credits.selectors import OPEN_HOLDS_SQL, balance_from_database
-from fivedocks import changes
+from fivedocks import bulk, changes
 from fivedocks.errors import Conflict, DomainError, NotFound, PermissionRequired
 from fivedocks.metrics import CREDIT_HOLDS, CREDIT_OPERATIONS
 
@@ -904,17 +904,6 @@ def _dumps(value: dict | str) -> str:
     return value if isinstance(value, str) else _ENCODER.encode(value)
 
 
-def _copy(cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
-    """COPY rows into a table (text format: psycopg's C dumpers, no SQL to build or parse)."""
-    if not rows:
-        return
-    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-    # The raw psycopg cursor raises psycopg's errors: wrapped, they are Django's DatabaseError.
-    with connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
 def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAccountsResult:
     """Write migrated accounts and their history in the caller's transaction (one batch).
 
@@ -1000,8 +989,8 @@ def load_migrated_accounts(*, records: Sequence[MigratedAccount]) -> MigratedAcc
             )  # fmt: skip
             (existing_accounts if uid in existing else fresh_accounts).append(values)
         # New rows go in with COPY (the fastest path PostgreSQL has); existing accounts are upserted.
-        _copy(cursor, _LEDGER, _LOAD_LEDGER_COLUMNS, ledger_rows)
-        _copy(cursor, _TABLE, _ACCOUNT_COLUMNS, fresh_accounts)
+        bulk.copy_rows(_LEDGER, _LOAD_LEDGER_COLUMNS, ledger_rows)
+        bulk.copy_rows(_TABLE, _ACCOUNT_COLUMNS, fresh_accounts)
         if existing_accounts:
             cursor.execute(_UPSERT_ACCOUNTS_SQL, [list(col) for col in zip(*existing_accounts, strict=True)])
         balance_cache.changing(user_ids)  # every process drops these entries at commit

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from psycopg import sql
 
+from accounts import services as account_services
 from accounts.models import User
 from credits import selectors as credit_selectors
 from credits import services as credit_services
@@ -83,7 +84,7 @@ def _import_where(condition: sql.SQL, params: list, *, column: int) -> User | No
         logger.warning("platform user %s cannot be imported: %s", raw.get("id"), row.reason)
         return None
     with transaction.atomic():
-        inserted = user_import.insert_new(row)
+        inserted = account_services.insert_user_if_new(user=row)
         user = User.objects.filter(pk=row.id).first()
         if user is None:
             logger.warning("platform user %s not imported: another user has the email address", row.id)

@@ -9,7 +9,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from fivedocks.domains import DOMAINS  # noqa: F401  (re-exported: kvmigrate's domains)
-from gmail import crypto
+from gmail.public import open_secret
 
 
 class MigrationRun(models.Model):
@@ -69,7 +69,7 @@ class QuarantinedRecord(models.Model):
     # True when key/raw_value held characters PostgreSQL cannot store (NUL, lone surrogates) and
     # were written backslash-escaped.
     escaped = models.BooleanField(default=False)
-    # True when raw_value is Fernet ciphertext (gmail.crypto): the record's family holds OAuth
+    # True when raw_value is Fernet ciphertext (gmail.public.seal_secret): the record's family holds OAuth
     # tokens, which never reach the database in plaintext, quarantined or not.
     raw_encrypted = models.BooleanField(default=False)
     fingerprint = models.CharField(max_length=64)
@@ -94,7 +94,7 @@ class QuarantinedRecord(models.Model):
         """The raw value as the store had it (decrypted when it holds secrets): for operators' code."""
         if not self.raw_encrypted:
             return self.raw_value
-        return crypto.decrypt(self.raw_value)
+        return open_secret(self.raw_value)
 
 
 class MigratedRecord(models.Model):

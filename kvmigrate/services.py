@@ -392,7 +392,7 @@ def _import_users(options: Options, ctx: Context, counts: Counts, progress: _Pro
         _save_counts(run, counts)
         reset_queries()
     if not options.dry_run:  # sequences ignore rollbacks: a dry run must not move it
-        users.move_sequence()
+        account_services.move_user_id_sequence()
     counts.seconds["users"] = time.monotonic() - started
 
 

@@ -22,10 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
+from django.db import DatabaseError, transaction
 
-from .load import copy_rows
+from accounts import selectors as account_selectors
+from accounts import services as account_services
+from accounts.services import MigratedUser
+
+from .load import fingerprint
 from .models import QuarantinedRecord
 from .report import Counts
 from .sources import SourceError, mask_url
@@ -35,16 +38,6 @@ DEFAULT_TABLE = "users"
 DEFAULT_COLUMNS = ("id", "email", "username", "created_at")
 EMAIL_MAX = 254
 USERNAME_MAX = 150
-# An unusable password (Django's "!" prefix): imported users sign in through Firebase.
-UNUSABLE_PASSWORD = "!kvmigrate-imported"
-
-
-@dataclass(slots=True)
-class UserRow:
-    id: int
-    email: str
-    username: str
-    created_at: datetime | None
 
 
 @dataclass(slots=True)
@@ -153,7 +146,7 @@ def _shown(raw: dict[str, Any]) -> str:
     return json.dumps(raw, default=str, ensure_ascii=False)
 
 
-def clean(raw: dict[str, Any]) -> UserRow | BadRow:
+def clean(raw: dict[str, Any]) -> MigratedUser | BadRow:
     """One raw row -> a user to import, or the reason it cannot be."""
     if "_error" in raw:
         return BadRow(f"users:{raw['id']}", raw["_raw"], "bad_json", raw["_error"])
@@ -181,15 +174,7 @@ def clean(raw: dict[str, Any]) -> UserRow | BadRow:
         return BadRow(key, _shown(raw), exc.code, exc.detail)
     if "\x00" in email + username:
         return BadRow(key, _shown(raw), "bad_text", "the email or username holds a NUL character")
-    return UserRow(user_id, email, username, created_at)
-
-
-_UPSERT_SQL = """
-    INSERT INTO users (id, email, username, date_joined, password, is_superuser, is_staff, is_active)
-    SELECT i, e, n, COALESCE(d, now()), %s, false, false, true
-      FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[]) AS x(i, e, n, d)
-    ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, username = EXCLUDED.username{joined}
-"""
+    return MigratedUser(user_id, email, username, created_at)
 
 
 def import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Counts:
@@ -228,7 +213,7 @@ def _quarantine(bad: list[BadRow], run_id: int | None) -> None:
                 run_id=run_id,
                 key=b.key[:500].replace("\x00", "\\x00"),
                 raw_value=b.raw.replace("\x00", "\\x00"),
-                fingerprint=_fingerprint(b.raw),
+                fingerprint=fingerprint(b.raw),
                 reason_code=b.code,
                 reason=b.reason,
             )
@@ -240,7 +225,7 @@ def _quarantine(bad: list[BadRow], run_id: int | None) -> None:
 
 def _import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Counts:
     counts = Counts()
-    good: dict[int, UserRow] = {}
+    good: dict[int, MigratedUser] = {}
     bad: list[BadRow] = []
     for raw in raw_rows:
         row = clean(raw)
@@ -252,145 +237,46 @@ def _import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Coun
             )
         else:
             good[row.id] = row
-    with connection.cursor() as cursor:
-        if good:
-            emails = [r.email for r in good.values()]
-            cursor.execute(  # two index scans (an OR of both would scan the table)
-                "SELECT id, email, username, date_joined FROM users WHERE id = ANY(%s) "
-                "UNION SELECT id, email, username, date_joined FROM users WHERE email = ANY(%s)",
-                [list(good), emails],
-            )
-            existing = {}
-            email_owner = {}
-            for user_id, email, username, joined in cursor.fetchall():
-                existing[user_id] = (email, username, joined)
-                email_owner[email] = user_id
-            seen: dict[str, int] = {}
-            for row in list(good.values()):
-                owner = email_owner.get(row.email, row.id)
-                first = seen.setdefault(row.email, row.id)
-                if owner != row.id or first != row.id:
-                    other = owner if owner != row.id else first
-                    bad.append(
-                        BadRow(
-                            f"users:{row.id}",
-                            json.dumps({"id": row.id, "email": row.email, "username": row.username}),
-                            "email_conflict",
-                            f"user {other} already has the email address {row.email}",
-                        )
+    if good:
+        existing = account_selectors.users_for_import(ids=list(good), emails=[r.email for r in good.values()])
+        email_owner = {state.email: user_id for user_id, state in existing.items()}
+        seen: dict[str, int] = {}
+        for row in list(good.values()):
+            owner = email_owner.get(row.email, row.id)
+            first = seen.setdefault(row.email, row.id)
+            if owner != row.id or first != row.id:
+                other = owner if owner != row.id else first
+                bad.append(
+                    BadRow(
+                        f"users:{row.id}",
+                        json.dumps({"id": row.id, "email": row.email, "username": row.username}),
+                        "email_conflict",
+                        f"user {other} already has the email address {row.email}",
                     )
-                    del good[row.id]
-            changed = []
-            for row in good.values():
-                before = existing.get(row.id)
-                same_time = before is not None and (row.created_at is None or row.created_at == before[2])
-                if before is not None and before[:2] == (row.email, row.username) and same_time:
-                    counts.add("users", "unchanged")
-                else:
-                    changed.append(row)
-            fresh = [row for row in changed if row.id not in existing]
-            again = [row for row in changed if row.id in existing]
-            copy_rows("users", _USER_COLUMNS, [_user_values(row) for row in fresh])
-            if again:
-                _upsert(cursor, again)
-            counts.add("users", "created", len(fresh))
-            counts.add("users", "updated", len(again))
-        if bad:
-            _quarantine(bad, run_id)
-            for b in bad:
-                counts.add("users", "quarantined")
-                counts.quarantined.append(
-                    {"key": b.key, "domain": "users", "code": b.code, "reason": b.reason}
                 )
-        if good or bad:
-            from cachalot.api import invalidate
-
-            transaction.on_commit(lambda: invalidate("users"))
+                del good[row.id]
+        changed = []
+        for row in good.values():
+            before = existing.get(row.id)
+            same_time = before is not None and (
+                row.created_at is None or row.created_at == before.date_joined
+            )
+            if (
+                before is not None
+                and (before.email, before.username) == (row.email, row.username)
+                and same_time
+            ):
+                counts.add("users", "unchanged")
+            else:
+                changed.append(row)
+        account_services.load_migrated_users(users=changed, existing=existing.keys())
+        again = sum(1 for row in changed if row.id in existing)
+        counts.add("users", "created", len(changed) - again)
+        counts.add("users", "updated", again)
+    if bad:
+        _quarantine(bad, run_id)
+        for b in bad:
+            counts.add("users", "quarantined")
+            counts.quarantined.append({"key": b.key, "domain": "users", "code": b.code, "reason": b.reason})
     counts.add("users", "read", len(raw_rows))
     return counts
-
-
-_USER_COLUMNS = (
-    "id",
-    "email",
-    "username",
-    "date_joined",
-    "password",
-    "is_superuser",
-    "is_staff",
-    "is_active",
-)
-
-
-def _user_values(row: UserRow) -> tuple:
-    return (
-        row.id,
-        row.email,
-        row.username,
-        row.created_at or timezone.now(),
-        UNUSABLE_PASSWORD,
-        False,
-        False,
-        True,
-    )
-
-
-def _upsert(cursor, rows: list[UserRow]) -> None:
-    """Rows without a created_at keep the date_joined they have (a new one gets now)."""
-    for dated in (True, False):
-        part = [r for r in rows if (r.created_at is not None) is dated]
-        if part:
-            sql = _UPSERT_SQL.format(joined=", date_joined = EXCLUDED.date_joined" if dated else "")
-            columns = [[r.id for r in part], [r.email for r in part], [r.username for r in part]]
-            cursor.execute(sql, [UNUSABLE_PASSWORD, *columns, [r.created_at for r in part]])
-
-
-def _fingerprint(raw: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def move_sequence() -> int | None:
-    """Move the users id sequence past the largest id; returns the new position.
-
-    Never below the sequence's start: ids fivedocks creates itself begin far above the
-    platform's (accounts migration 0002), so an import never pulls them back into its range.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence('users', 'id')")
-        (sequence,) = cursor.fetchone()
-        if sequence is None:
-            return None
-        cursor.execute(
-            """SELECT setval(%s::regclass, GREATEST(
-                   (SELECT COALESCE(MAX(id), 1) FROM users),
-                   COALESCE(pg_sequence_last_value(%s::regclass), 1),
-                   (SELECT seqstart - 1 FROM pg_sequence WHERE seqrelid = %s::regclass)))""",
-            [sequence, sequence, sequence],
-        )
-        return cursor.fetchone()[0]
-
-
-_INSERT_ONE_SQL = f"""
-    INSERT INTO users ({", ".join(_USER_COLUMNS)}) VALUES ({", ".join(["%s"] * len(_USER_COLUMNS))})
-    ON CONFLICT DO NOTHING
-    RETURNING id
-"""  # noqa: S608 - the columns are ours, every value is a parameter
-
-
-def insert_new(row: UserRow) -> bool:
-    """Insert one cleaned user (id kept) unless its id or email exists; True when inserted.
-
-    The first-sight import (fiveducks.first_sight) uses this: the same mapping as `--users-from`,
-    but it never updates a user fivedocks already has. Under concurrent inserts of the same user
-    one inserts and the others wait on the unique index, then insert nothing.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_ONE_SQL, list(_user_values(row)))
-        inserted = cursor.fetchone() is not None
-    if inserted:
-        from cachalot.api import invalidate
-
-        transaction.on_commit(lambda: invalidate("users"))
-    return inserted

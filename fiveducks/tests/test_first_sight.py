@@ -166,11 +166,11 @@ def test_no_lazy_welcome_while_credit_writes_are_frozen(user_client, user, setti
 def test_fivedocks_own_users_never_get_an_id_the_platform_hands_out(platform):
     # The platform's ids are a PostgreSQL serial (below 2**31); fivedocks' own start at 2**40 and
     # stay there after an import moved the sequence.
-    from kvmigrate.users import move_sequence
+    from accounts.services import move_user_id_sequence
 
     platform.add_user(user_id=NEW_ID + 10, email="imported@example.com")
     assert first_sight.find_or_import_user(user_id=NEW_ID + 10) is not None
-    move_sequence()
+    move_user_id_sequence()
     staff = User.objects.create_superuser("staff@example.com", "a-long-password")
     assert staff.pk >= 2**40
 
