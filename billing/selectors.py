@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import F, QuerySet
 
 from billing import plans
@@ -18,6 +22,7 @@ from billing.models import (
     WebhookEventStatus,
 )
 from credits.models import CreditTransaction
+from fivedocks import bulk
 from fivedocks.replicas import read_alias
 
 
@@ -152,3 +157,45 @@ def unmatched_events(*, customer_id: str) -> QuerySet:
     return WebhookEvent.objects.filter(status=WebhookEventStatus.UNMATCHED, customer_id=customer_id).order_by(
         "created", "id"
     )
+
+
+# --- for kvmigrate: who wrote each row, and the rows as the KV store had them ---------------------
+
+_SUBSCRIPTIONS = Subscription._meta.db_table
+# The columns `subscription_rows` returns, in order (the KV record's fields).
+SUBSCRIPTION_ROW_FIELDS = (
+    "stripe_customer_id", "stripe_subscription_id", "status", "plan_type", "current_period_start",
+    "current_period_end", "cancel_at_period_end", "metadata",
+)  # fmt: skip
+
+
+def migrated_subscription_keys(*, user_ids: Sequence[int]) -> bulk.Pairs:
+    """(user id, the KV key the row was migrated from; NULL: the app wrote it) of these users."""
+    return bulk.Pairs(
+        f"SELECT user_id, metadata #>> '{{kv,key}}' FROM {_SUBSCRIPTIONS} WHERE user_id = ANY(%s)",  # noqa: S608
+        (list(user_ids),),
+    )
+
+
+def subscription_customers(*, customer_ids: Sequence[str]) -> bulk.Pairs:
+    """(user id, Stripe customer id) of the subscriptions holding these customers."""
+    return bulk.Pairs(
+        f"SELECT user_id, stripe_customer_id FROM {_SUBSCRIPTIONS} WHERE stripe_customer_id = ANY(%s)",  # noqa: S608
+        (list(customer_ids),),
+    )
+
+
+def subscription_rows(*, user_ids: Sequence[int]) -> dict[int, tuple]:
+    """User id -> the values of SUBSCRIPTION_ROW_FIELDS (metadata decoded), one query for all."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT user_id, {', '.join(SUBSCRIPTION_ROW_FIELDS)} "  # noqa: S608 - names are ours
+            f"FROM {_SUBSCRIPTIONS} WHERE user_id = ANY(%s)",
+            [list(user_ids)],
+        )
+        return {row[0]: (*row[1:-1], _json(row[-1])) for row in cursor.fetchall()}
+
+
+def _json(value: Any) -> Any:
+    """A jsonb column read with a raw cursor comes back as text (Django's psycopg setup)."""
+    return json.loads(value) if isinstance(value, str) else value

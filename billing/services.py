@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import stripe
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
@@ -24,7 +27,7 @@ from billing import payloads, plans, selectors
 from billing.models import LIVE_STATUSES, PriceMapping, Subscription, WebhookEvent, WebhookEventStatus
 from billing.stripe_client import describe_error, get_client
 from billing.webhook_handlers import HANDLERS, EventContext, Unmatched
-from fivedocks import changes
+from fivedocks import bulk, changes
 from fivedocks.errors import Conflict, DomainError, UpstreamError, WritesFrozen
 from fivedocks.metrics import WEBHOOK_EVENTS, bounded_label
 
@@ -395,3 +398,55 @@ def _process(*, pk: int) -> tuple[WebhookEvent, bool]:
         row.processed_at = timezone.now()
         row.save()
         return row, True
+
+
+# --- subscriptions moved from the KV store (kvmigrate) --------------------------------------------
+
+
+class MigratedSubscription(Protocol):
+    """A subscription from the legacy store (kvmigrate.transforms.SubscriptionRow has this shape)."""
+
+    user_id: int
+    stripe_customer_id: str | None
+    stripe_subscription_id: str
+    status: str
+    plan_type: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    metadata: dict | str  # a dict, or its JSON already encoded (kvmigrate does it ahead of the batch)
+
+
+_SUBSCRIPTIONS = Subscription._meta.db_table
+_MIGRATED_SUBSCRIPTION_COLUMNS = (
+    "user_id", "stripe_customer_id", "stripe_subscription_id", "status", "plan_type", "current_period_start",
+    "current_period_end", "cancel_at_period_end", "metadata", "created_at", "updated_at",
+)  # fmt: skip
+_JSON = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def load_migrated_subscriptions(
+    *, subscriptions: Sequence[MigratedSubscription], existing: Collection[int]
+) -> None:
+    """Write one batch of migrated subscriptions (one per user) in bulk, in the caller's transaction.
+
+    `existing`: the users whose row the caller found (`selectors.migrated_subscription_keys`, same
+    transaction): theirs are updated (created_at kept), the others copied in. kvmigrate decided
+    which record may write which row. The KV mirror is not told: the store is the source here.
+    Frozen like every write; kvmigrate calls it inside `fivedocks.changes.freeze_exempt()`.
+    """
+    changes.guard_writes("billing")
+    if not subscriptions:
+        return
+    now = timezone.now()
+    rows = [
+        (s.user_id, s.stripe_customer_id, s.stripe_subscription_id, s.status, s.plan_type,
+         s.current_period_start, s.current_period_end, s.cancel_at_period_end,
+         s.metadata if isinstance(s.metadata, str) else _JSON.encode(s.metadata), now, now)
+        for s in subscriptions
+    ]  # fmt: skip
+    with transaction.atomic(savepoint=False):  # no savepoint: a round trip less per batch
+        bulk.upsert_rows(
+            _SUBSCRIPTIONS, _MIGRATED_SUBSCRIPTION_COLUMNS, rows, existing=existing, keep=("created_at",)
+        )
+        bulk.invalidate_on_commit(_SUBSCRIPTIONS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import connection
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from credits import cache as balance_cache
 from credits.models import CreditAccount, CreditHold, CreditTransaction
+from fivedocks import bulk
 from fivedocks.replicas import read_alias
 
 
@@ -120,3 +122,15 @@ def usage_since(*, user_id: int, since: datetime) -> tuple[int, dict[str, int]]:
         .order_by()
     )
     return -used, {row["search_type"]: row["n"] for row in counts}
+
+
+_ACCOUNTS = CreditAccount._meta.db_table
+
+
+def migrated_account_keys(*, user_ids: Sequence[int]) -> bulk.Pairs:
+    """(user id, the KV key the account was migrated from; NULL: the app wrote it): for kvmigrate,
+    part of its one read per batch."""
+    return bulk.Pairs(
+        f"SELECT user_id, metadata #>> '{{kv,key}}' FROM {_ACCOUNTS} WHERE user_id = ANY(%s)",  # noqa: S608
+        (list(user_ids),),
+    )

@@ -10,15 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from google.oauth2.credentials import Credentials
 
-from fivedocks import changes
-from gmail import oauth
+from fivedocks import bulk, changes
+from gmail import crypto, oauth
 from gmail.errors import (
     GmailNotConnected,
     GmailReconnectRequired,
@@ -292,3 +295,99 @@ def rotate_encryption_keys(*, batch_size: int = 500) -> int:
                 done += 1
     logger.info("gmail: %s connections re-encrypted with the newest key", done)
     return done
+
+
+# --- tokens moved from the KV store (kvmigrate) ---------------------------------------------------
+
+
+class MigratedToken(Protocol):
+    """A token record from the legacy store (kvmigrate.transforms.TokenRow has this shape)."""
+
+    user_id: int
+    access_token: str | None
+    refresh_token: str | None
+    expires_at: dt.datetime | None
+    email: str
+    display_name: str
+    scopes: list[str]
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    metadata: dict
+
+
+@dataclass(frozen=True, slots=True)
+class SealedToken:
+    """A migrated token made ready for `load_migrated_tokens`: the secrets encrypted, the rest
+    encoded for COPY. Built by `seal_migrated_token`, outside the writing transaction (kvmigrate
+    seals batch n+1 in a second thread while batch n is written)."""
+
+    user_id: int
+    access_token: str | None  # ciphertext
+    refresh_token: str | None  # ciphertext
+    expires_at: dt.datetime | None
+    email: str
+    display_name: str
+    scopes: str  # a text[] literal
+    metadata: str  # JSON, its unknown fields encrypted
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+
+
+_JSON = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def sealed_metadata(metadata: dict) -> dict:
+    """Unknown fields of a token record (`kv.extra`) may be secrets too: stored encrypted
+    (`selectors.readable_metadata` reads them back)."""
+    kv = dict(metadata.get("kv", {}))
+    if "extra" in kv:
+        kv["extra_encrypted"] = crypto.encrypt(_JSON.encode(kv.pop("extra")))
+    return {**metadata, "kv": kv}
+
+
+def seal_migrated_token(token: MigratedToken) -> SealedToken:
+    """Encrypt and encode a migrated token (pure: no database)."""
+    return SealedToken(
+        user_id=token.user_id,
+        access_token=None if token.access_token is None else crypto.encrypt(token.access_token),
+        refresh_token=None if token.refresh_token is None else crypto.encrypt(token.refresh_token),
+        expires_at=token.expires_at,
+        email=token.email,
+        display_name=token.display_name,
+        scopes=bulk.array_literal(token.scopes),
+        metadata=_JSON.encode(sealed_metadata(token.metadata)),
+        created_at=token.created_at,
+        updated_at=token.updated_at,
+    )
+
+
+_TOKENS = GmailToken._meta.db_table
+_MIGRATED_TOKEN_COLUMNS = (
+    "user_id", "access_token", "refresh_token", "expires_at", "email", "display_name", "scopes", "status",
+    "metadata", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def load_migrated_tokens(*, tokens: Sequence[SealedToken], existing: Collection[int]) -> None:
+    """Write one batch of migrated Gmail connections (one per user) in bulk, in the caller's
+    transaction, as active connections keeping the store's timestamps.
+
+    `existing`: the users whose row the caller found (`selectors.migrated_token_keys`, same
+    transaction): theirs are replaced, the others copied in. kvmigrate decided which record may
+    write which row. The KV mirror is not told: the store is the source here. Frozen like every
+    write; kvmigrate calls it inside `fivedocks.changes.freeze_exempt()`.
+    """
+    changes.guard_writes("gmail")
+    if not tokens:
+        return
+    now = timezone.now()
+    rows = []
+    for token in tokens:
+        created = token.created_at or token.updated_at or now
+        rows.append(
+            (token.user_id, token.access_token, token.refresh_token, token.expires_at, token.email,
+             token.display_name, token.scopes, GmailToken.Status.ACTIVE.value, token.metadata, created,
+             token.updated_at or created)
+        )  # fmt: skip
+    with transaction.atomic(savepoint=False):  # no savepoint: a round trip less per batch
+        bulk.upsert_rows(_TOKENS, _MIGRATED_TOKEN_COLUMNS, rows, existing=existing)

@@ -3,9 +3,11 @@ so a repeat read costs no query until a write to the table invalidates it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fivedocks import bulk
 from fivedocks.replicas import read_alias
 from notifications import catalogue
 from notifications.catalogue import Kind
@@ -51,3 +53,28 @@ def has_flag(*, user_id: int, kind: str, notification_id: int) -> bool:
     return UserNotification.objects.filter(
         user_id=user_id, kind=kind, notification_id=notification_id
     ).exists()
+
+
+# --- for kvmigrate -------------------------------------------------------------------------------
+
+_FLAGS = UserNotification._meta.db_table
+
+
+def migrated_flags(*, user_ids: Sequence[int]) -> bulk.Pairs:
+    """(user id, "kind:notification_id") of every flag these users have."""
+    return bulk.Pairs(
+        f"SELECT user_id, kind || ':' || notification_id FROM {_FLAGS} WHERE user_id = ANY(%s)",  # noqa: S608
+        (list(user_ids),),
+    )
+
+
+def flags_of(*, user_ids: Sequence[int]) -> set[tuple[int, str, int]]:
+    """(user id, kind, notification id) of every flag these users have, one query for all."""
+    rows = bulk.fetch_pairs({"flags": migrated_flags(user_ids=user_ids)})["flags"]
+    return {(user_id, *flag_of_pair(text)) for user_id, text in rows}
+
+
+def flag_of_pair(text: str) -> tuple[str, int]:
+    """(kind, notification id) from the "kind:notification_id" text of `migrated_flags`."""
+    kind, _, number = text.partition(":")
+    return kind, int(number)

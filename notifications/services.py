@@ -9,6 +9,9 @@ decides `created` for `mark_shown` and whether an easter egg's credits are grant
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cachalot.api import cachalot_disabled
@@ -19,7 +22,7 @@ from django.utils import timezone
 
 from credits import services as credit_services
 from credits.services import CreditResult
-from fivedocks import changes
+from fivedocks import bulk, changes
 from fivedocks.errors import Conflict, DomainError, NotFound
 from notifications import catalogue
 from notifications.catalogue import Kind
@@ -146,3 +149,44 @@ def _existing(*, user_id: int, kind: str, notification_id: int) -> UserNotificat
     # A write path reads the database, never a cached answer.
     with cachalot_disabled():
         return UserNotification.objects.get(user_id=user_id, kind=kind, notification_id=notification_id)
+
+
+# --- flags moved from the KV store (kvmigrate) -----------------------------------------------------
+
+_FLAGS = UserNotification._meta.db_table
+_MIGRATED_FLAG_COLUMNS = ("user_id", "kind", "notification_id", "shown_at", "metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class MigratedFlag:
+    """One flag a KV record says its user has."""
+
+    user_id: int
+    kind: str
+    notification_id: int
+    shown_at: datetime
+    metadata: str  # JSON (where it came from)
+
+
+def load_migrated_flags(*, flags: Sequence[MigratedFlag], existing: Collection[tuple[int, str, int]]) -> int:
+    """Copy in one batch of migrated flags; returns how many were new.
+
+    Flags are a union: those the user already has stay, the new ones are copied in. `existing`
+    holds the (user, kind, id) the caller found (`selectors.migrated_flags`, same transaction),
+    and a flag listed twice goes in once (the first wins). The KV mirror is not told: the store is
+    the source here. Frozen like every write; kvmigrate calls it inside
+    `fivedocks.changes.freeze_exempt()`.
+    """
+    changes.guard_writes("notifications")
+    have = set(existing)
+    rows = []
+    for flag in flags:
+        key = (flag.user_id, flag.kind, flag.notification_id)
+        if key not in have:
+            have.add(key)
+            rows.append((*key, flag.shown_at, flag.metadata))
+    if rows:
+        with transaction.atomic(savepoint=False):  # no savepoint: a round trip less per batch
+            bulk.copy_rows(_FLAGS, _MIGRATED_FLAG_COLUMNS, rows)
+            bulk.invalidate_on_commit(_FLAGS)
+    return len(rows)
