@@ -14,14 +14,17 @@ from datetime import datetime
 
 from django.db import connection, reset_queries
 
-from gmail.models import GmailToken
+from accounts import selectors as account_selectors
+from billing import selectors as billing_selectors
+from gmail import selectors as gmail_selectors
+from notifications import selectors as notification_selectors
 
 from .codec import encode_value
 from .render import render_user_credits, render_user_tokens
 from .report import Counts
 from .sources import Writer
 from .transforms.base import AccountRow, FlagRow, LedgerRow, SubscriptionRow, TokenRow
-from .verify import decrypt_token_metadata, jsonb
+from .verify import jsonb
 
 CREDITS_DOMAINS = frozenset({"credits", "billing", "notifications"})
 
@@ -35,9 +38,7 @@ def _rows(sql: str, params: list) -> list[tuple]:
 def user_batches(batch_size: int) -> Iterator[list[tuple[int, str | None]]]:
     last = 0
     while True:
-        rows = _rows(
-            "SELECT id, firebase_uid FROM users WHERE id > %s ORDER BY id LIMIT %s", [last, batch_size]
-        )
+        rows = account_selectors.user_page(after=last, size=batch_size)
         if not rows:
             return
         yield rows
@@ -152,27 +153,22 @@ def _ledger(ids: list[int]) -> dict[int, list[LedgerRow]]:
 
 
 def _subscriptions(ids: list[int]) -> dict[int, SubscriptionRow]:
-    rows = _rows(
-        """SELECT user_id, stripe_customer_id, stripe_subscription_id, status, plan_type,
-                  current_period_start, current_period_end, cancel_at_period_end, metadata
-             FROM subscriptions WHERE user_id = ANY(%s)""",
-        [ids],
-    )
-    return {row[0]: SubscriptionRow(*row[:-1], jsonb(row[-1])) for row in rows}
+    return {
+        user_id: SubscriptionRow(user_id, *row)
+        for user_id, row in billing_selectors.subscription_rows(user_ids=ids).items()
+    }
 
 
 def _flags(ids: list[int]) -> dict[int, list[FlagRow]]:
     out: dict[int, list[FlagRow]] = {}
-    for user_id, kind, flag_id in _rows(
-        "SELECT user_id, kind, notification_id FROM user_notifications WHERE user_id = ANY(%s)", [ids]
-    ):
+    for user_id, kind, flag_id in sorted(notification_selectors.flags_of(user_ids=ids)):
         out.setdefault(user_id, []).append(FlagRow(kind, flag_id))
     return out
 
 
 def _tokens(ids: list[int]) -> dict[int, TokenRow]:
     out = {}
-    for t in GmailToken.objects.filter(user_id__in=ids).order_by("user_id"):
+    for t in gmail_selectors.tokens_of(user_ids=ids).values():
         out[t.user_id] = TokenRow(
             user_id=t.user_id,
             access_token=t.access_token,
@@ -183,6 +179,6 @@ def _tokens(ids: list[int]) -> dict[int, TokenRow]:
             scopes=list(t.scopes),
             created_at=t.created_at,
             updated_at=t.updated_at,
-            metadata=decrypt_token_metadata(t.metadata or {}),
+            metadata=gmail_selectors.readable_metadata(t.metadata or {}),
         )
     return out

@@ -24,9 +24,11 @@ from django.conf import settings
 from django.db import connection, reset_queries, transaction
 from django.utils import timezone
 
+from accounts import services as account_services
 from fivedocks import locks
 
 from . import report, users
+from .apply import TARGET_TABLES
 from .load import ALL_DOMAINS, Context, Prepared, fingerprint, load_prepared, prepare_batch
 from .models import MigratedRecord, MigrationRun
 from .report import EXAMPLES_MAX, Counts
@@ -354,13 +356,6 @@ def _verified_before(run: MigrationRun | None) -> bool:
     if last is None or last.status not in (MigrationRun.Status.SUCCEEDED, MigrationRun.Status.ATTENTION):
         return False
     return not any(domain.get("mismatched") for domain in (last.counts or {}).values())
-
-
-# Every table a load writes (or reads back per batch).
-TARGET_TABLES = (
-    "users", "user_credits", "credit_transactions", "subscriptions", "gmail_tokens", "user_notifications",
-    "kvmigrate_records", "kvmigrate_quarantine",
-)  # fmt: skip
 
 
 def analyze_targets() -> None:

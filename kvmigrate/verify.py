@@ -15,25 +15,23 @@ from typing import Any
 
 from django.db import connection
 
-from gmail import crypto
-from gmail.models import GmailToken
+from accounts import selectors as account_selectors
+from billing import selectors as billing_selectors
+from fivedocks import bulk
+from gmail import selectors as gmail_selectors
+from notifications import selectors as notification_selectors
 
-from . import transforms
-from .codec import DecodeError, decode_value
-from .load import Context, Prepared, Rec, classify, copy_rows, fingerprint, holds_secrets, rendered_keys
+from .load import Context, Prepared
+from .lookup import rendered
+from .records import Record, classify, transform
 from .report import Counts
-from .transforms import Reject, Transformed
-from .transforms.base import may_hold_bad_text
+from .transforms import Transformed
 
 
 def prepare_verify(items: Iterable[tuple[str, str]], ctx: Context) -> Prepared:
     """Classify, fingerprint, decode and transform a batch: pure work, done in a second thread."""
     counts = Counts()
-    recs = classify(items, ctx, counts)
-    for rec in recs:
-        rec.fp = fingerprint(rec.raw)
-        _transform(rec)
-    return Prepared(recs, counts)
+    return Prepared([transform(r, log_errors=False) for r in classify(items, ctx.only, counts)], counts)
 
 
 def verify_prepared(prepared: Prepared, ctx: Context) -> Counts:
@@ -41,26 +39,29 @@ def verify_prepared(prepared: Prepared, ctx: Context) -> Counts:
     if not recs:
         return counts
     quarantined = _quarantined(recs)
-    good: list[Rec] = []
+    good: list[Record] = []
     for rec in recs:
-        problem = rec.bad
-        if problem is None:
+        if rec.refusal is None:
             good.append(rec)
-        elif (rec.key, rec.fp) in quarantined:
+        elif (rec.key, rec.fingerprint) in quarantined:
             _add(counts, rec.primary, "quarantined")
         else:
             _add(counts, rec.primary, "mismatched")
             counts.missing.append(
-                {"key": rec.key, "domain": rec.primary, "reason": f"not quarantined: {problem}"}
+                {
+                    "key": rec.key,
+                    "domain": rec.primary,
+                    "reason": f"not quarantined: {': '.join(rec.refusal)}",
+                }
             )
     if not good:
         return counts
     ids = sorted({r.out.user_id for r in good})
-    users = dict(_rows("SELECT id, firebase_uid FROM users WHERE id = ANY(%s)", [ids]))
+    users = account_selectors.firebase_uids(user_ids=ids)
     state = _State(good, ids)
     for rec in good:
         if rec.out.user_id not in users:
-            if (rec.key, rec.fp) in quarantined:
+            if (rec.key, rec.fingerprint) in quarantined:
                 _add(counts, rec.primary, "quarantined")
             else:
                 _add(counts, rec.primary, "mismatched")
@@ -75,7 +76,7 @@ def verify_prepared(prepared: Prepared, ctx: Context) -> Counts:
             diffs = state.compare(domain, rec, users)
             if not diffs:
                 _add(counts, domain, "verified")
-            elif (rec.key, rec.fp) in quarantined:
+            elif (rec.key, rec.fingerprint) in quarantined:
                 _add(counts, domain, "quarantined")  # this part was refused (superseded, conflict)
             elif diffs == ["missing"]:
                 _add(counts, domain, "mismatched")
@@ -91,43 +92,18 @@ def _add(counts: Counts, domain: str, name: str) -> None:
     counts.add(domain, name)
 
 
-def _transform(rec: Rec) -> None:
-    if rec.bad is not None:  # refused by `classify` (a key PostgreSQL cannot hold)
-        rec.bad = ": ".join(rec.bad) if isinstance(rec.bad, tuple) else rec.bad
-        return
-    try:
-        value = decode_value(rec.raw)
-    except DecodeError as exc:
-        rec.bad = f"bad_json: {exc.reason}"
-        return
-    try:
-        rec.out = transforms.transform(
-            rec.key, rec.prefix, rec.ident, rec.user_id, value, check_text=may_hold_bad_text(rec.raw)
-        )
-    except Reject as exc:
-        rec.bad = f"{exc.code}: {exc.detail}"
-    except Exception as exc:  # as in the load: reported, not fatal
-        shown = type(exc).__name__ if holds_secrets(rec.prefix) else f"{type(exc).__name__}: {exc}"
-        rec.bad = f"transform_error: {shown}"
-
-
 def _rows(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
 
-def _quarantined(recs: list[Rec]) -> set[tuple[str, str]]:
+def _quarantined(recs: list[Record]) -> set[tuple[str, str]]:
     rows = _rows(
         "SELECT key, fingerprint FROM kvmigrate_quarantine WHERE key = ANY(%s) AND resolved_at IS NULL",
         [[r.key for r in recs]],
     )
     return {(key, fp) for key, fp in rows}
-
-
-def jsonb(value: Any) -> Any:
-    """A jsonb column read with a raw cursor comes back as text (Django's psycopg setup)."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _same_json(a: Any, b: Any) -> bool:
@@ -138,7 +114,7 @@ def _same_json(a: Any, b: Any) -> bool:
 class _State:
     """What PostgreSQL holds for the users of one batch, fetched lazily, one query per table."""
 
-    def __init__(self, recs: list[Rec], ids: list[int]):
+    def __init__(self, recs: list[Record], ids: list[int]):
         self.recs = recs
         self.ids = ids
         self._cache: dict[str, Any] = {}
@@ -172,14 +148,14 @@ class _State:
         accounts = [r.out.account for r in self.recs if r.out.account]
         # Entries fivedocks rendered from its own ledger rows (the mirror, --reverse) are in the
         # ledger under the app's keys: they are not compared by their `kv:` digest.
-        rendered = rendered_keys(
+        known = rendered(
             [a.user_id for a in accounts], [e.idempotency_key for a in accounts for e in a.history]
         )
         expected = [
             (a.user_id, e.idempotency_key, e.amount, e.type, e.created_at, e.reason)
             for a in accounts
             for e in a.history
-            if (a.user_id, e.idempotency_key) not in rendered
+            if (a.user_id, e.idempotency_key) not in known
         ]
         if not expected:
             return set()
@@ -189,7 +165,7 @@ class _State:
                 "idempotency_key text, amount bigint, type text, created_at timestamptz, reason text)"
             )
             cursor.execute("TRUNCATE kvmigrate_verify_entries")
-        copy_rows(
+        bulk.copy_rows(
             "kvmigrate_verify_entries",
             ("user_id", "idempotency_key", "amount", "type", "created_at", "reason"),
             expected,
@@ -210,27 +186,17 @@ class _State:
         return set(rows)
 
     def _load_subscriptions(self) -> dict[int, tuple]:
-        rows = _rows(
-            """SELECT user_id, stripe_customer_id, stripe_subscription_id, status, plan_type,
-                      current_period_start, current_period_end, cancel_at_period_end, metadata
-                 FROM subscriptions WHERE user_id = ANY(%s)""",
-            [self.ids],
-        )
-        return {row[0]: (*row[1:-1], jsonb(row[-1])) for row in rows}
+        return billing_selectors.subscription_rows(user_ids=self.ids)
 
     def _load_tokens(self) -> dict[int, Any]:
-        return {t.user_id: t for t in GmailToken.objects.filter(user_id__in=self.ids)}
+        return gmail_selectors.tokens_of(user_ids=self.ids)
 
     def _load_flags(self) -> set[tuple[int, str, int]]:
-        rows = _rows(
-            "SELECT user_id, kind, notification_id FROM user_notifications WHERE user_id = ANY(%s)",
-            [self.ids],
-        )
-        return set(rows)
+        return notification_selectors.flags_of(user_ids=self.ids)
 
     # --- comparisons: the list of differing fields ([] when equal, ["missing"] when absent) ----
 
-    def compare(self, domain: str, rec: Rec, users: dict[int, str | None]) -> list[str]:
+    def compare(self, domain: str, rec: Record, users: dict[int, str | None]) -> list[str]:
         out: Transformed = rec.out
         if domain == "accounts":
             return [] if users.get(out.user_id) == out.firebase.uid else ["firebase_uid"]
@@ -249,7 +215,7 @@ class _State:
             ]
         raise ValueError(domain)
 
-    def _credits(self, rec: Rec) -> list[str]:
+    def _credits(self, rec: Record) -> list[str]:
         account = rec.out.account
         row = self._get("accounts").get(account.user_id)
         if row is None:
@@ -286,7 +252,7 @@ class _State:
                     diffs.append(f"transactions[{index}]")
         return diffs
 
-    def _billing(self, rec: Rec) -> list[str]:
+    def _billing(self, rec: Record) -> list[str]:
         sub = rec.out.subscription
         row = self._get("subscriptions").get(sub.user_id)
         if row is None:
@@ -308,7 +274,7 @@ class _State:
             diffs.append("metadata")
         return diffs
 
-    def _gmail(self, rec: Rec) -> list[str]:
+    def _gmail(self, rec: Record) -> list[str]:
         token = rec.out.token
         row = self._get("tokens").get(token.user_id)
         if row is None:
@@ -329,14 +295,11 @@ class _State:
         if token.updated_at is not None:
             pairs["updated_at"] = (token.updated_at, row.updated_at)
         diffs = [name for name, (want, have) in pairs.items() if want != have]
-        if not _same_json(token.metadata, decrypt_token_metadata(row.metadata or {})):
+        if not _same_json(token.metadata, gmail_selectors.readable_metadata(row.metadata or {})):
             diffs.append("metadata")
         return diffs
 
 
-def decrypt_token_metadata(metadata: dict) -> dict:
-    """The token metadata with its encrypted unknown fields readable again (see load.token_metadata)."""
-    kv = dict(metadata.get("kv", {}))
-    if "extra_encrypted" in kv:
-        kv["extra"] = json.loads(crypto.decrypt(kv.pop("extra_encrypted")))
-    return {**metadata, "kv": kv}
+def jsonb(value: Any) -> Any:
+    """A jsonb column read with a raw cursor comes back as text (Django's psycopg setup)."""
+    return json.loads(value) if isinstance(value, str) else value

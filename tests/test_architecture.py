@@ -7,6 +7,8 @@ contract. The clean tree must pass.
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -83,3 +85,75 @@ def test_a_forbidden_import_breaks_the_build(tmp_path, module, line, contract):
     assert result.returncode != 0, result.stdout
     broken = [row for row in result.stdout.splitlines() if row.endswith("BROKEN") or "BROKEN (" in row]
     assert any(row.startswith(contract) for row in broken), result.stdout
+
+
+# --- each domain owns its writes: kvmigrate's SQL names none of their tables ------------------
+
+# The apps whose tables kvmigrate reaches only through their services and selectors.
+OWNED_BY_DOMAINS = ("accounts", "billing", "gmail", "notifications")
+SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|JOIN|INTO|COPY|ANALYZE|TRUNCATE|TABLE)\b")
+
+
+def _domain_tables() -> set[str]:
+    from django.apps import apps
+
+    return {
+        model._meta.db_table
+        for label in OWNED_BY_DOMAINS
+        for model in apps.get_app_config(label).get_models()
+    }
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def sql_naming_tables(source: str, tables: set[str]) -> list[tuple[int, str]]:
+    """(line, table) for every SQL string literal (f-strings: their literal parts) naming a table."""
+    tree = ast.parse(source)
+    skip = _docstrings(tree)  # and the parts of f-strings, read with their f-string
+    skip |= {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(
+                v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
+            )
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            text = node.value
+        else:
+            continue
+        if SQL_WORDS.search(text):
+            hits += [(node.lineno, table) for table in tables if re.search(rf"\b{re.escape(table)}\b", text)]
+    return hits
+
+
+def test_the_scan_finds_a_table_named_in_sql():
+    tables = {"users", "subscriptions"}
+    source = (
+        'A = "SELECT id FROM users WHERE id = ANY(%s)"\n'
+        'B = f"UPDATE {x} SET a = 1 FROM subscriptions s"\n'
+        'C = "users"  # a name, not SQL\n'
+        'def f():\n    """Reads users FROM the table."""\n'
+    )
+    assert sorted(sql_naming_tables(source, tables)) == [(1, "users"), (2, "subscriptions")]
+
+
+def test_kvmigrate_sql_names_no_table_of_the_domains_that_own_their_writes():
+    tables = _domain_tables()
+    assert {"users", "subscriptions", "gmail_tokens", "user_notifications"} <= tables
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {table}"
+        for path in sorted((ROOT / "kvmigrate").rglob("*.py"))
+        if "tests" not in path.relative_to(ROOT).parts  # tests set up data across apps (as in .importlinter)
+        for line, table in sql_naming_tables(path.read_text(encoding="utf-8"), tables)
+    ]
+    assert not found, (
+        "kvmigrate names these apps' tables in SQL (use their services/selectors):\n" + "\n".join(found)
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
+from fivedocks.bulk import array_literal, copy_rows
 from kvmigrate import services
-from kvmigrate.load import array_literal, copy_rows
 from kvmigrate.models import MigrationRun
 
 from .helpers import rows, write_dump

@@ -1,0 +1,198 @@
+"""One KV record on its way into PostgreSQL, and the pure work done on it before any write.
+
+A `Record` is immutable: each step (classify, look up, transform) returns a new one. What the
+load decides about it lives in the plan (`plan.py`), never on the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from gmail import services as gmail_services
+from gmail.services import SealedToken
+
+from . import transforms
+from .codec import DecodeError, decode_value, parse_key
+from .report import Counts
+from .transforms import FAMILIES, Reject, Transformed
+from .transforms.base import may_hold_bad_text
+
+logger = logging.getLogger(__name__)
+
+
+class Refusal(NamedTuple):
+    """Why a record (or one domain of it) does not move: a short code and the detail shown."""
+
+    code: str
+    detail: str
+
+
+class Previous(NamedTuple):
+    """What the last run that moved a key remembered of it (`kvmigrate_records`)."""
+
+    fingerprint: str
+    domains: tuple[str, ...]  # the domains it handled
+    parts: tuple[str, ...]  # the domains it wrote rows for
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of a known prefix this run wants."""
+
+    key: str
+    raw: str
+    prefix: str
+    ident: str
+    user_id: int | None
+    wanted: tuple[str, ...]  # its family's domains that this run loads
+    fingerprint: str
+    refusal: Refusal | None = None  # refused before any database work (key, decoding, transform)
+    out: Transformed | None = None  # the rows the value becomes (once transformed)
+    sealed_token: SealedToken | None = None  # its Gmail token, encrypted ahead of the batch
+    looked_up: bool = False
+    previous: Previous | None = None  # from the last run that moved it (once looked up)
+    todo: tuple[str, ...] = ()  # the wanted domains left to load (once looked up)
+
+    @property
+    def primary(self) -> str:
+        """The domain a record refused as a whole, or skipped, is counted under."""
+        return self.wanted[0] if self.wanted else FAMILIES[self.prefix][0]
+
+    @property
+    def layout(self) -> str:
+        return transforms.LAYOUTS.get(self.prefix, "plan")
+
+    @property
+    def unchanged(self) -> bool:
+        """Moved before with this very value."""
+        return self.previous is not None and self.previous.fingerprint == self.fingerprint
+
+    @property
+    def transformed(self) -> bool:
+        return self.out is not None or self.refusal is not None
+
+
+def fingerprint(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_ENCODER = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(value) -> str:
+    """Compact JSON (one encoder for every call: building one per call costs more than encoding)."""
+    return value if isinstance(value, str) else _ENCODER.encode(value)
+
+
+def classify(items: Iterable[tuple[str, str]], only: frozenset[str], counts: Counts) -> list[Record]:
+    """Records of known prefixes this run wants, fingerprinted; other keys are counted as skipped."""
+    records = []
+    for key, raw in items:
+        parsed = parse_key(key)
+        if parsed is None:
+            counts.add("other", "read")
+            counts.add("other", "skipped")
+            continue
+        wanted = tuple(d for d in FAMILIES[parsed.prefix] if d in only)
+        if not wanted:
+            primary = FAMILIES[parsed.prefix][0]
+            counts.add(primary, "read")
+            counts.add(primary, "skipped")
+            continue
+        refusal = None
+        if ("\x00" in key) or (not key.isascii() and not _storable_key(key)):
+            # PostgreSQL cannot hold this key: it goes on, escaped, to the quarantine
+            key = storable(key)[0]
+            refusal = Refusal("bad_key", "the key holds a NUL character or a lone surrogate (shown escaped)")
+        records.append(
+            Record(key, raw, parsed.prefix, parsed.ident, parsed.user_id, wanted, fingerprint(raw), refusal)
+        )
+    return records
+
+
+def _storable_key(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable(text: str) -> tuple[str, bool]:
+    """`text` as PostgreSQL can store it (NUL and lone surrogates backslash-escaped), and whether it was."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        escaped = True
+    else:
+        escaped = False
+    if "\x00" in text:
+        return text.replace("\x00", "\\x00"), True
+    return text, escaped
+
+
+def holds_secrets(prefix: str) -> bool:
+    """Records of this family carry OAuth tokens: stored encrypted even when quarantined."""
+    return "gmail" in FAMILIES.get(prefix, ())
+
+
+def with_previous(record: Record, previous: Previous | None) -> Record:
+    """The record once its last run is known: what is left to do for it."""
+    same = previous is not None and previous.fingerprint == record.fingerprint
+    todo = tuple(d for d in record.wanted if not same or d not in previous.domains)
+    return replace(record, looked_up=True, previous=previous, todo=todo)
+
+
+def forgetting_previous(record: Record) -> Record:
+    """The record as before its look-up (a failed batch is replayed from a fresh look-up)."""
+    return replace(record, looked_up=False, previous=None, todo=())
+
+
+def transform(record: Record, *, log_errors: bool = True) -> Record:
+    """Decode and transform the value: the record with its rows, or with why it has none."""
+    if record.transformed:  # done, or refused before decoding (a key PostgreSQL cannot hold)
+        return record
+    try:
+        value = decode_value(record.raw)
+    except DecodeError as exc:
+        return replace(record, refusal=Refusal("bad_json", exc.reason))
+    try:
+        out = transforms.transform(
+            record.key,
+            record.prefix,
+            record.ident,
+            record.user_id,
+            value,
+            check_text=may_hold_bad_text(record.raw),
+        )
+    except Reject as exc:
+        return replace(record, refusal=Refusal(exc.code, exc.detail))
+    except Exception as exc:  # a bug must not stop the run: loud in the quarantine instead
+        if log_errors:
+            logger.exception("kvmigrate: transform failed on %r", record.key)
+        shown = type(exc).__name__ if holds_secrets(record.prefix) else f"{type(exc).__name__}: {exc}"
+        return replace(record, refusal=Refusal("transform_error", shown[:500]))
+    return replace(record, out=out)
+
+
+def seal(record: Record) -> Record:
+    """Serialize (and encrypt) ahead of the transaction what the writes will need."""
+    out = record.out
+    if out is None:
+        return record
+    if out.account is not None:
+        out.account.metadata = dumps(out.account.metadata)
+        for row in out.account.history:
+            row.metadata = dumps(row.metadata)
+    if out.subscription is not None:
+        out.subscription.metadata = dumps(out.subscription.metadata)
+    if out.token is not None:
+        return replace(record, sealed_token=gmail_services.seal_migrated_token(out.token))
+    return record
