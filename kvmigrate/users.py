@@ -28,8 +28,8 @@ from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.services import MigratedUser
 
-from .load import fingerprint
 from .models import QuarantinedRecord
+from .records import fingerprint
 from .report import Counts
 from .sources import SourceError, mask_url
 from .transforms.base import Reject, parse_int, parse_ts
@@ -195,8 +195,7 @@ def import_batch(raw_rows: list[dict[str, Any]], *, run_id: int | None) -> Count
                 with transaction.atomic():
                     counts.merge(_import_batch([raw], run_id=run_id))
             except DatabaseError as exc:
-                shown = json.dumps(raw, default=str, ensure_ascii=False)
-                bad = BadRow(f"users:{raw.get('id')}", shown, "db_error", str(exc).strip()[:500])
+                bad = BadRow(f"users:{raw.get('id')}", _shown(raw), "db_error", str(exc).strip()[:500])
                 _quarantine([bad], run_id)
                 counts.add("users", "read")
                 counts.add("users", "quarantined")
