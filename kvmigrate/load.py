@@ -1,7 +1,7 @@
 """Load: one batch of (key, raw value) pairs -> PostgreSQL, in one transaction, idempotently.
 
 Decide, then apply. Per batch, whatever its size: one query for the fingerprints of its keys (an
-unchanged record is counted and skipped before any decoding; `lookup.look_up`), one for what
+unchanged record is counted and skipped before any decoding; `lookup.previous_runs`), one for what
 PostgreSQL holds for the batch's users (`lookup.fetch_state`: the owning apps' selectors, one
 round trip); then a pure `plan.decide` says what each domain writes and `apply.apply` writes it
 through each domain's load service, one bulk statement per table.
@@ -35,8 +35,6 @@ from .records import (
     fingerprint,
     forgetting_previous,
     holds_secrets,
-    seal,
-    transform,
 )
 from .report import Counts
 
@@ -76,9 +74,7 @@ def prepare_batch(items: Iterable[tuple[str, str]], ctx: Context, *, look_up: bo
     batch n+1 in a second thread while batch n is written. Without, that happens in `load_prepared`.
     """
     counts = Counts()
-    records = classify(items, ctx.only, counts)
-    if look_up and records:
-        records = [seal(transform(r)) if r.todo else r for r in lookup.look_up(records)]
+    records = classify(items, ctx.only, counts, look_up=lookup.previous_runs if look_up else None)
     return Prepared(records, counts)
 
 
@@ -123,10 +119,9 @@ def _load_prepared(prepared: Prepared, ctx: Context) -> Counts:
 
 
 def _process(records: list[Record], ctx: Context) -> tuple[list[Record], Counts]:
-    """Look up what is not yet, transform what changed, decide, apply: one batch's writes."""
+    """Look up (and transform) what is not yet, decide, apply: one batch's writes."""
     if not all(r.looked_up for r in records):
         records = lookup.look_up(records)
-    records = [transform(r) if r.todo else r for r in records]
     plan = decide(records, lookup.fetch_state(records), now=timezone.now())
     apply(plan, run_id=ctx.run_id)
     return records, plan.counts

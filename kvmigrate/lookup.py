@@ -26,16 +26,22 @@ _QUARANTINE = QuarantinedRecord._meta.db_table
 _RENDERED = RenderedEntry._meta.db_table
 
 
-def look_up(records: list[Record]) -> list[Record]:
-    """Each record with the fingerprint its key was last moved with, and so what is left to do."""
+def previous_runs(keys: list[str]) -> dict[str, Previous]:
+    """The last run of each of these keys that moved it: its fingerprint, domains and parts."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT key, fingerprint, domains, parts FROM {_RECORDS} WHERE key = ANY(%s)",  # noqa: S608
-            [[r.key for r in records]],
+            [keys],
         )
-        previous = {
+        return {
             key: Previous(fp, tuple(domains), tuple(parts)) for key, fp, domains, parts in cursor.fetchall()
         }
+
+
+def look_up(records: list[Record]) -> list[Record]:
+    """Each record with its key's last run, and so what is left to do (those with something to do
+    transformed and sealed too, `records.with_previous`)."""
+    previous = previous_runs([r.key for r in records])
     return [with_previous(r, previous.get(r.key)) for r in records]
 
 

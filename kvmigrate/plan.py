@@ -10,8 +10,9 @@ platform's own layout over the plan's) is decided here, see PRECEDENCE and docs/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from credits.services import MigratedAccount
 from gmail import services as gmail_services
@@ -22,7 +23,7 @@ from notifications.services import MigratedFlag
 from . import transforms
 from .records import Record, Refusal, dumps, holds_secrets, storable
 from .report import Counts
-from .transforms.base import SubscriptionRow
+from .transforms.base import AccountRow, SubscriptionRow
 
 # Which layout wins when both describe the same row: the platform's own.
 PRECEDENCE = {"real": 2, "plan": 1}
@@ -41,9 +42,9 @@ class State:
     rendered: frozenset[tuple[int, str]] = frozenset()  # (user, `kv:` key) fivedocks rendered itself
 
 
-@dataclass(frozen=True)
-class MigratedRow:
-    """A key's row in `kvmigrate_records`: its fingerprint and what was done for it."""
+class MigratedRow(NamedTuple):
+    """A key's row in `kvmigrate_records`: its fingerprint and what was done for it (one per
+    record moved: a named tuple, the cheapest immutable record Python builds)."""
 
     key: str
     family: str
@@ -86,7 +87,7 @@ class Plan:
     counts: Counts = field(default_factory=Counts)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Verdict:
     """What the decision says of one record while it is being made (then frozen into the plan)."""
 
@@ -267,14 +268,15 @@ def _accounts(verdicts: list[_Verdict], rendered: frozenset[tuple[int, str]]) ->
         history = account.history
         if rendered:
             history = [e for e in history if (account.user_id, e.idempotency_key) not in rendered]
-        accounts.append(
-            replace(
-                account,
-                history=history,
+        accounts.append(  # a new row, not the record's own changed: decide changes nothing it is given
+            AccountRow(
+                account.user_id, account.balance, account.total_used, account.total_purchased,
+                account.is_blocked, account.monthly_allowance, account.last_top_up, account.created_at,
+                account.last_updated, account.metadata, history,
                 migration_key=f"kv-migration:{record.key}:{record.fingerprint[:16]}",
                 migration_metadata={"source": "kv", "key": record.key, "fingerprint": record.fingerprint},
             )
-        )
+        )  # fmt: skip
     return accounts
 
 
@@ -318,7 +320,7 @@ def _migrated(verdicts: list[_Verdict]) -> list[MigratedRow]:
                 tuple(handled),
                 tuple(moved),
                 record.out.user_id,
-                exists=record.previous is not None,
+                record.previous is not None,
             )
         )
     return rows

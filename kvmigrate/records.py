@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -90,18 +90,31 @@ def dumps(value) -> str:
     return value if isinstance(value, str) else _ENCODER.encode(value)
 
 
-def classify(items: Iterable[tuple[str, str]], only: frozenset[str], counts: Counts) -> list[Record]:
-    """Records of known prefixes this run wants, fingerprinted; other keys are counted as skipped."""
-    records = []
+def classify(
+    items: Iterable[tuple[str, str]],
+    only: frozenset[str],
+    counts: Counts,
+    *,
+    transformed: bool = False,
+    look_up: Callable[[list[str]], Mapping[str, Previous]] | None = None,
+) -> list[Record]:
+    """Records of known prefixes this run wants, fingerprinted; other keys are counted as skipped.
+
+    Each record is built once (this runs for every key of the store): with `look_up` (the last
+    run of each of these keys, one query for the batch) it comes looked up and, when it has
+    something to do, transformed and sealed (the load's second thread); with `transformed`,
+    transformed (verify, which looks nothing up).
+    """
+    parsed = []
     for key, raw in items:
-        parsed = parse_key(key)
-        if parsed is None:
+        found = parse_key(key)
+        if found is None:
             counts.add("other", "read")
             counts.add("other", "skipped")
             continue
-        wanted = tuple(d for d in FAMILIES[parsed.prefix] if d in only)
+        wanted = tuple(d for d in FAMILIES[found.prefix] if d in only)
         if not wanted:
-            primary = FAMILIES[parsed.prefix][0]
+            primary = FAMILIES[found.prefix][0]
             counts.add(primary, "read")
             counts.add(primary, "skipped")
             continue
@@ -110,9 +123,24 @@ def classify(items: Iterable[tuple[str, str]], only: frozenset[str], counts: Cou
             # PostgreSQL cannot hold this key: it goes on, escaped, to the quarantine
             key = storable(key)[0]
             refusal = Refusal("bad_key", "the key holds a NUL character or a lone surrogate (shown escaped)")
+        parsed.append((key, raw, found.prefix, found.ident, found.user_id, wanted, refusal))
+    last = look_up([p[0] for p in parsed]) if look_up is not None and parsed else None
+    records = []
+    for key, raw, prefix, ident, user_id, wanted, refusal in parsed:
+        digest = fingerprint(raw)
+        out, sealed, previous, todo = None, None, None, ()
+        if last is not None:
+            previous = last.get(key)
+            todo = _todo(wanted, digest, previous)
+            if todo and refusal is None:
+                refusal, out = _transform_value(key, raw, prefix, ident, user_id, log_errors=True)
+                sealed = _sealed(out)
+        elif transformed and refusal is None:
+            refusal, out = _transform_value(key, raw, prefix, ident, user_id, log_errors=False)
         records.append(
-            Record(key, raw, parsed.prefix, parsed.ident, parsed.user_id, wanted, fingerprint(raw), refusal)
-        )
+            Record(key, raw, prefix, ident, user_id, wanted, digest, refusal, out, sealed, last is not None,
+                   previous, todo)
+        )  # fmt: skip
     return records
 
 
@@ -144,10 +172,24 @@ def holds_secrets(prefix: str) -> bool:
 
 
 def with_previous(record: Record, previous: Previous | None) -> Record:
-    """The record once its last run is known: what is left to do for it."""
-    same = previous is not None and previous.fingerprint == record.fingerprint
-    todo = tuple(d for d in record.wanted if not same or d not in previous.domains)
-    return replace(record, looked_up=True, previous=previous, todo=todo)
+    """The record once its key's last run is known: what is left to do for it, and, when there is
+    something, transformed and sealed (one new record for the three steps)."""
+    todo = _todo(record.wanted, record.fingerprint, previous)
+    refusal, out, sealed = record.refusal, record.out, record.sealed_token
+    if todo and not record.transformed:
+        refusal, out = _transformed(record, log_errors=True)
+        sealed = _sealed(out)
+    return Record(
+        record.key, record.raw, record.prefix, record.ident, record.user_id, record.wanted,
+        record.fingerprint, refusal, out, sealed, True, previous, todo,
+    )  # fmt: skip
+
+
+def _todo(wanted: tuple[str, ...], digest: str, previous: Previous | None) -> tuple[str, ...]:
+    """The wanted domains left to load: all of them unless the last run moved this very value."""
+    if previous is None or previous.fingerprint != digest:
+        return wanted
+    return tuple(d for d in wanted if d not in previous.domains)
 
 
 def forgetting_previous(record: Record) -> Record:
@@ -155,44 +197,44 @@ def forgetting_previous(record: Record) -> Record:
     return replace(record, looked_up=False, previous=None, todo=())
 
 
-def transform(record: Record, *, log_errors: bool = True) -> Record:
-    """Decode and transform the value: the record with its rows, or with why it has none."""
-    if record.transformed:  # done, or refused before decoding (a key PostgreSQL cannot hold)
-        return record
+def _transformed(record: Record, *, log_errors: bool) -> tuple[Refusal | None, Transformed | None]:
+    """(why not, None) or (None, the rows) for a record."""
+    if record.refusal is not None:
+        return record.refusal, None
+    return _transform_value(
+        record.key, record.raw, record.prefix, record.ident, record.user_id, log_errors=log_errors
+    )
+
+
+def _transform_value(
+    key: str, raw: str, prefix: str, ident: str, user_id: int | None, *, log_errors: bool
+) -> tuple[Refusal | None, Transformed | None]:
     try:
-        value = decode_value(record.raw)
+        value = decode_value(raw)
     except DecodeError as exc:
-        return replace(record, refusal=Refusal("bad_json", exc.reason))
+        return Refusal("bad_json", exc.reason), None
     try:
-        out = transforms.transform(
-            record.key,
-            record.prefix,
-            record.ident,
-            record.user_id,
-            value,
-            check_text=may_hold_bad_text(record.raw),
-        )
+        out = transforms.transform(key, prefix, ident, user_id, value, check_text=may_hold_bad_text(raw))
     except Reject as exc:
-        return replace(record, refusal=Refusal(exc.code, exc.detail))
+        return Refusal(exc.code, exc.detail), None
     except Exception as exc:  # a bug must not stop the run: loud in the quarantine instead
         if log_errors:
-            logger.exception("kvmigrate: transform failed on %r", record.key)
-        shown = type(exc).__name__ if holds_secrets(record.prefix) else f"{type(exc).__name__}: {exc}"
-        return replace(record, refusal=Refusal("transform_error", shown[:500]))
-    return replace(record, out=out)
+            logger.exception("kvmigrate: transform failed on %r", key)
+        shown = type(exc).__name__ if holds_secrets(prefix) else f"{type(exc).__name__}: {exc}"
+        return Refusal("transform_error", shown[:500]), None
+    return None, out
 
 
-def seal(record: Record) -> Record:
-    """Serialize (and encrypt) ahead of the transaction what the writes will need."""
-    out = record.out
+def _sealed(out: Transformed | None) -> SealedToken | None:
+    """Serialize (and encrypt) ahead of the transaction what the writes will need: the JSON of
+    the account, its history and the subscription (in place: the rows are this record's own),
+    and the Gmail token (sealed by gmail)."""
     if out is None:
-        return record
+        return None
     if out.account is not None:
         out.account.metadata = dumps(out.account.metadata)
         for row in out.account.history:
             row.metadata = dumps(row.metadata)
     if out.subscription is not None:
         out.subscription.metadata = dumps(out.subscription.metadata)
-    if out.token is not None:
-        return replace(record, sealed_token=gmail_services.seal_migrated_token(out.token))
-    return record
+    return None if out.token is None else gmail_services.seal_migrated_token(out.token)

@@ -23,7 +23,7 @@ from notifications import selectors as notification_selectors
 
 from .load import Context, Prepared
 from .lookup import rendered
-from .records import Record, classify, transform
+from .records import Record, classify
 from .report import Counts
 from .transforms import Transformed
 
@@ -31,7 +31,7 @@ from .transforms import Transformed
 def prepare_verify(items: Iterable[tuple[str, str]], ctx: Context) -> Prepared:
     """Classify, fingerprint, decode and transform a batch: pure work, done in a second thread."""
     counts = Counts()
-    return Prepared([transform(r, log_errors=False) for r in classify(items, ctx.only, counts)], counts)
+    return Prepared(classify(items, ctx.only, counts, transformed=True), counts)
 
 
 def verify_prepared(prepared: Prepared, ctx: Context) -> Counts:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.db import connection
+
 from fivedocks import bulk
 from fivedocks.replicas import read_alias
 from notifications import catalogue
@@ -70,8 +72,12 @@ def migrated_flags(*, user_ids: Sequence[int]) -> bulk.Pairs:
 
 def flags_of(*, user_ids: Sequence[int]) -> set[tuple[int, str, int]]:
     """(user id, kind, notification id) of every flag these users have, one query for all."""
-    rows = bulk.fetch_pairs({"flags": migrated_flags(user_ids=user_ids)})["flags"]
-    return {(user_id, *flag_of_pair(text)) for user_id, text in rows}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT user_id, kind, notification_id FROM {_FLAGS} WHERE user_id = ANY(%s)",  # noqa: S608
+            [list(user_ids)],
+        )
+        return set(cursor.fetchall())
 
 
 def flag_of_pair(text: str) -> tuple[str, int]:

@@ -9,7 +9,7 @@ import pytest
 from fivedocks.domains import DOMAINS
 from kvmigrate.codec import encode_value
 from kvmigrate.plan import State, decide
-from kvmigrate.records import Previous, classify, fingerprint, transform, with_previous
+from kvmigrate.records import Previous, classify, fingerprint, with_previous
 from kvmigrate.report import Counts
 
 from .kvrecords import PLAN_CREDITS, real_credits
@@ -20,7 +20,7 @@ NOW = datetime(2026, 12, 2, tzinfo=UTC)
 def _records(items: dict, previous: dict[str, Previous] | None = None):
     pairs = [(key, encode_value(value)) for key, value in items.items()]
     records = classify(pairs, frozenset(DOMAINS), Counts())
-    return [transform(with_previous(r, (previous or {}).get(r.key))) for r in records]
+    return [with_previous(r, (previous or {}).get(r.key)) for r in records]
 
 
 @pytest.mark.django_db
