@@ -21,7 +21,7 @@ from gmail.services import SealedToken
 from notifications.services import MigratedFlag
 
 from . import transforms
-from .records import Record, Refusal, dumps, holds_secrets, storable
+from .records import Record, Refusal, flags_metadata, holds_secrets, storable
 from .report import Counts
 from .transforms.base import AccountRow, SubscriptionRow
 
@@ -288,11 +288,8 @@ def _flags(verdicts: list[_Verdict], now: datetime) -> list[MigratedFlag]:
     """Flags are a union: the notifications service keeps those the user already has."""
     flags = []
     for verdict in verdicts:
-        out = verdict.record.out
-        meta = {"source": "kv", "key": verdict.record.key}
-        if out.flags_extra:
-            meta["extra"] = out.flags_extra
-        meta_json = dumps(meta)
+        record, out = verdict.record, verdict.record.out
+        meta_json = record.flags_metadata or flags_metadata(out)
         shown_at = out.flags_at or now
         flags.extend(
             MigratedFlag(out.user_id, flag.kind, flag.notification_id, shown_at, meta_json)

@@ -58,6 +58,7 @@ class Record:
     looked_up: bool = False
     previous: Previous | None = None  # from the last run that moved it (once looked up)
     todo: tuple[str, ...] = ()  # the wanted domains left to load (once looked up)
+    flags_metadata: str | None = None  # the JSON metadata of its flags, encoded ahead of the batch
 
     @property
     def primary(self) -> str:
@@ -128,18 +129,18 @@ def classify(
     records = []
     for key, raw, prefix, ident, user_id, wanted, refusal in parsed:
         digest = fingerprint(raw)
-        out, sealed, previous, todo = None, None, None, ()
+        out, sealed, flags_metadata, previous, todo = None, None, None, None, ()
         if last is not None:
             previous = last.get(key)
             todo = _todo(wanted, digest, previous)
             if todo and refusal is None:
                 refusal, out = _transform_value(key, raw, prefix, ident, user_id, log_errors=True)
-                sealed = _sealed(out)
+                sealed, flags_metadata = _sealed(out)
         elif transformed and refusal is None:
             refusal, out = _transform_value(key, raw, prefix, ident, user_id, log_errors=False)
         records.append(
             Record(key, raw, prefix, ident, user_id, wanted, digest, refusal, out, sealed, last is not None,
-                   previous, todo)
+                   previous, todo, flags_metadata)
         )  # fmt: skip
     return records
 
@@ -175,13 +176,18 @@ def with_previous(record: Record, previous: Previous | None) -> Record:
     """The record once its key's last run is known: what is left to do for it, and, when there is
     something, transformed and sealed (one new record for the three steps)."""
     todo = _todo(record.wanted, record.fingerprint, previous)
-    refusal, out, sealed = record.refusal, record.out, record.sealed_token
+    refusal, out, sealed, flags_metadata = (
+        record.refusal,
+        record.out,
+        record.sealed_token,
+        record.flags_metadata,
+    )
     if todo and not record.transformed:
         refusal, out = _transformed(record, log_errors=True)
-        sealed = _sealed(out)
+        sealed, flags_metadata = _sealed(out)
     return Record(
         record.key, record.raw, record.prefix, record.ident, record.user_id, record.wanted,
-        record.fingerprint, refusal, out, sealed, True, previous, todo,
+        record.fingerprint, refusal, out, sealed, True, previous, todo, flags_metadata,
     )  # fmt: skip
 
 
@@ -225,16 +231,26 @@ def _transform_value(
     return None, out
 
 
-def _sealed(out: Transformed | None) -> SealedToken | None:
+def _sealed(out: Transformed | None) -> tuple[SealedToken | None, str | None]:
     """Serialize (and encrypt) ahead of the transaction what the writes will need: the JSON of
     the account, its history and the subscription (in place: the rows are this record's own),
-    and the Gmail token (sealed by gmail)."""
+    the Gmail token (sealed by gmail) and the flags' metadata."""
     if out is None:
-        return None
+        return None, None
     if out.account is not None:
         out.account.metadata = dumps(out.account.metadata)
         for row in out.account.history:
             row.metadata = dumps(row.metadata)
     if out.subscription is not None:
         out.subscription.metadata = dumps(out.subscription.metadata)
-    return None if out.token is None else gmail_services.seal_migrated_token(out.token)
+    token = None if out.token is None else gmail_services.seal_migrated_token(out.token)
+    return token, None if not out.flags else flags_metadata(out)
+
+
+def flags_metadata(out: Transformed) -> str:
+    """The metadata every flag of a record carries: where it came from (and the record's unknown
+    fields), as JSON."""
+    meta: dict = {"source": "kv", "key": out.key}
+    if out.flags_extra:
+        meta["extra"] = out.flags_extra
+    return dumps(meta)
