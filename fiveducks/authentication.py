@@ -71,17 +71,20 @@ class ServiceClientAuthentication(BaseAuthentication):
             token = header[1].decode()
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid service credentials.") from None
-        secret = selectors.secret_for_token(token)
-        if secret is None:
+        credential = selectors.secret_for_token(token)  # warm: from the credential cache
+        if credential is None:
             # The token itself is never logged; its public key id is, when it has one.
             key_id = token.removeprefix(services.TOKEN_PREFIX).partition("_")[0][:16]
             logger.warning("service api: unknown or revoked secret (key id %s)", key_id or "-")
             raise exceptions.AuthenticationFailed("Invalid service credentials.")
-        if secret.client.is_disabled:
-            logger.warning("service api: disabled client %s refused", secret.client.name)
+        client = credential.client
+        if client.is_disabled:
+            logger.warning("service api: disabled client %s refused", client.name)
             raise exceptions.AuthenticationFailed("This service client is disabled.")
-        services.mark_used(secret=secret)
-        return ServicePrincipal(secret.client), secret.client
+        services.mark_used(
+            secret_id=credential.secret_id, client_id=client.pk, last_used_at=credential.last_used_at
+        )
+        return ServicePrincipal(client), client
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="service"'
