@@ -32,7 +32,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 
-from fiveducks import express_session, firebase, first_sight, platform_db, selectors, services
+from fiveducks import express_session, firebase, first_sight, login_cache, platform_db, selectors, services
 from fiveducks.models import ServiceClient
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class PlatformSessionAuthentication(authentication.BaseAuthentication):
         # is then ignored (the token decides), as on the platform where the session is optional.
         has_header = bool(request.META.get("HTTP_AUTHORIZATION"))
         try:
-            user_id = express_session.user_id_for(raw)
+            user = login_cache.session_user(raw)  # warm: no query here nor on the platform
         except express_session.InvalidSession as exc:
             if has_header:
                 return None
@@ -174,7 +174,6 @@ class PlatformSessionAuthentication(authentication.BaseAuthentication):
             if has_header:
                 return None
             raise exceptions.AuthenticationFailed("The platform session could not be checked.") from None
-        user = _usable(first_sight.find_or_import_user(user_id=user_id))
         if user is None:
             if has_header:
                 return None
@@ -204,11 +203,10 @@ class FirebaseAuthentication(authentication.BaseAuthentication):
         if not firebase.looks_like_jwt(token):
             return None  # another kind of bearer credential: not a Firebase login
         try:
-            identity = firebase.verify(token)
+            user = login_cache.firebase_user(token)  # warm: no verification, no query
         except firebase.InvalidToken as exc:
             raise exceptions.AuthenticationFailed(f"Invalid Firebase ID token: {exc}.") from None
-        user = services.user_for_firebase_identity(identity=identity)
-        if user is None or not user.is_active:
+        if user is None:
             raise exceptions.AuthenticationFailed("No user is registered for this Firebase account.")
         # Lets the Gmail popup (no header possible) prove the same login for a few minutes.
         request._request.fiveducks_firebase_user_id = user.pk
