@@ -79,15 +79,16 @@ def fill_token(kind: str, credential: str):
     return coherence.fill_token(key_for(kind, credential))
 
 
-def lifetime(*, expires_at: float | None = None, max_age: float | None = None) -> float:
-    """Seconds an entry may live from now: the setting, shortened by `max_age` and by an absolute
-    `expires_at` (epoch seconds) the entry must never outlive. At most 0: do not store."""
-    seconds = float(settings.AUTH_CREDENTIAL_CACHE_TTL)
+def deadline(*, expires_at: float | None = None, max_age: float | None = None) -> float:
+    """When an entry filled now must be gone (epoch seconds): the setting from now, shortened by
+    `max_age` and by an absolute `expires_at` the entry must never outlive."""
+    now = time.time()
+    candidates = [now + settings.AUTH_CREDENTIAL_CACHE_TTL]
     if max_age is not None:
-        seconds = min(seconds, max_age)
+        candidates.append(now + max_age)
     if expires_at is not None:
-        seconds = min(seconds, expires_at - time.time())
-    return seconds
+        candidates.append(expires_at)
+    return min(candidates)
 
 
 def fill(
@@ -99,11 +100,13 @@ def fill(
     expires_at: float | None = None,
     max_age: float | None = None,
 ) -> bool:
-    seconds = lifetime(expires_at=expires_at, max_age=max_age)
+    """Remember `value` until its deadline (kept in the entry: checked on every read, so the
+    backend's own expiry, a moment later or in whole seconds, never extends it)."""
+    until = deadline(expires_at=expires_at, max_age=max_age)
+    seconds = until - time.time()
     if token is None or seconds <= 0:
         return False
-    entry = (value, time.time() + seconds)
-    return coherence.fill(key_for(kind, credential), entry, seconds, token)
+    return coherence.fill(key_for(kind, credential), (value, until), seconds, token)
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,12 @@ def firebase_user(token: str) -> User | None:
 
     def load() -> credential_cache.Found[tuple[int, str], User] | None:
         identity = firebase.verify(token)
-        user = services.user_for_firebase_identity(identity=identity)
-        if user is None or not user.is_active:
+        found = services.user_for_firebase_identity(identity=identity)
+        if found is None:
             return None
+        # Read as a hit reads it (cachalot then answers the next request), active or None.
         return credential_cache.Found(
-            value=(user.pk, identity.uid), result=user, expires_at=identity.expires_at
+            value=(found.pk, identity.uid), result=active_user(found.pk), expires_at=identity.expires_at
         )
 
     return credential_cache.remembered(FIREBASE, token, use=use, load=load)
@@ -65,10 +66,10 @@ def session_user(cookie_value: str) -> User | None:
     def load() -> credential_cache.Found[int, User]:
         asked = time.time()  # the bounds run from before the read: never later than the truth
         session = express_session.session_for(sid)
-        user = first_sight.find_or_import_user(user_id=session.user_id)
+        known = first_sight.find_or_import_user(user_id=session.user_id)
         return credential_cache.Found(
             value=session.user_id,
-            result=user if user is not None and user.is_active else None,
+            result=active_user(known.pk) if known is not None else None,
             expires_at=asked + min(SESSION_MAX_AGE, session.expires_in),
         )
 
