@@ -8,6 +8,10 @@
 - `GmailPopupCookieAuthentication`: the short-lived cookie fivedocks sets for the Gmail popup
   (which cannot carry a header), accepted only by the popup's own routes.
 
+All three kinds of credential go through the credential cache (`fiveducks.login_cache`,
+`fiveducks.selectors.secret_for_token`, docs/caching.md "Credentials"): a warm request is
+authenticated without a query, a verification or a call to the platform's database.
+
 Both platform users and Firebase users unknown to fivedocks are imported on first sight
 (fiveducks.first_sight). A cookie-authenticated unsafe request must come from this origin or a
 trusted one (`enforce_same_origin`): the client sends no CSRF token, but every browser sends
