@@ -9,8 +9,8 @@ itself. Nothing here logs a credential.
 
 Each entry carries its own deadline besides the backend's timeout: an API token or a service
 secret lives `AUTH_CREDENTIAL_CACHE_TTL`; a Firebase ID token never past its `exp`; a platform
-session at most 5 s and never past its `expire` (`Found.expires_at`, `Found.max_age`). A hit past
-its deadline is a miss whatever the backend's clock granularity.
+session at most 5 s and never past its `expire` (`Found.expires_at`). A hit past its deadline is
+a miss whatever the backend's clock granularity.
 
 Writers that issue, rotate or revoke a credential call `forget_on_commit`: every process drops
 the entry when the change commits. A reader that fills the entry takes a fill token first, so a
@@ -79,30 +79,17 @@ def fill_token(kind: str, credential: str):
     return coherence.fill_token(key_for(kind, credential))
 
 
-def deadline(*, expires_at: float | None = None, max_age: float | None = None) -> float:
-    """When an entry filled now must be gone (epoch seconds): the setting from now, shortened by
-    `max_age` and by an absolute `expires_at` the entry must never outlive."""
-    now = time.time()
-    candidates = [now + settings.AUTH_CREDENTIAL_CACHE_TTL]
-    if max_age is not None:
-        candidates.append(now + max_age)
-    if expires_at is not None:
-        candidates.append(expires_at)
-    return min(candidates)
+def deadline(*, expires_at: float | None = None) -> float:
+    """When an entry filled now must be gone (epoch seconds): the setting from now, or sooner the
+    `expires_at` the entry must never outlive (a token's `exp`, a session's 5 s or `expire`)."""
+    until = time.time() + settings.AUTH_CREDENTIAL_CACHE_TTL
+    return until if expires_at is None else min(until, expires_at)
 
 
-def fill(
-    kind: str,
-    credential: str,
-    value,
-    token,
-    *,
-    expires_at: float | None = None,
-    max_age: float | None = None,
-) -> bool:
+def fill(kind: str, credential: str, value, token, *, expires_at: float | None = None) -> bool:
     """Remember `value` until its deadline (kept in the entry: checked on every read, so the
     backend's own expiry, a moment later or in whole seconds, never extends it)."""
-    until = deadline(expires_at=expires_at, max_age=max_age)
+    until = deadline(expires_at=expires_at)
     seconds = until - time.time()
     if token is None or seconds <= 0:
         return False
@@ -112,12 +99,11 @@ def fill(
 @dataclass(frozen=True)
 class Found(Generic[V, R]):
     """What a credential's lookup found: `value` to remember, `result` for the caller (None:
-    refused, nothing remembered), and how long the entry may live at most."""
+    refused, nothing remembered), and when the entry must be gone at the latest."""
 
     value: V
     result: R | None
     expires_at: float | None = None
-    max_age: float | None = None
 
 
 def remembered(
@@ -142,7 +128,7 @@ def remembered(
     found = load()
     if found is None or found.result is None:
         return None
-    fill(kind, credential, found.value, token, expires_at=found.expires_at, max_age=found.max_age)
+    fill(kind, credential, found.value, token, expires_at=found.expires_at)
     return found.result
 
 
