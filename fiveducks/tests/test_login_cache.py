@@ -240,7 +240,7 @@ def test_a_firebase_entry_lives_until_exp_and_never_past_it(firebase_certs, sett
 def test_an_expired_firebase_token_is_refused_although_it_was_cached(firebase_certs, settings):
     settings.AUTH_CREDENTIAL_CACHE_TTL = 86400
     UserFactory(firebase_uid="uid-fay")
-    token = firebase_certs.mint(uid="uid-fay", lifetime=1)
+    token = firebase_certs.mint(uid="uid-fay", lifetime=2)
     exp = firebase.verify(token).expires_at
     api = APIClient()
     assert api.get(CREDITS, **bearer(token)).status_code == 200
@@ -289,9 +289,11 @@ def test_a_session_ended_on_the_platform_is_seen_within_5_seconds(platform, plat
 
 def test_a_session_entry_never_outlives_its_expire(platform):
     api = APIClient()
-    api.cookies["connect.sid"] = platform.login(UserFactory().pk, expires_in=dt.timedelta(seconds=1.5))
+    user = UserFactory()
+    expires = time.time() + 2.0
+    api.cookies["connect.sid"] = platform.login(user.pk, expires_in=dt.timedelta(seconds=2.0))
     assert api.get(CREDITS).status_code == 200
-    time.sleep(1.6)
+    time.sleep(max(0.0, expires + 0.2 - time.time()))  # well within the 5 s an entry may live
     assert api.get(CREDITS).status_code == 401
 
 
