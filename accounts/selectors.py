@@ -13,19 +13,18 @@ def user_for_api_token(*, key: str) -> User | None:
     """The active user owning this API key, or None. The one lookup by a key's hash; warm, it
     runs no query (`accounts.credential_cache`: key hash -> user id, the user through cachalot)."""
     digest = hash_key(key)
-    user_id = credential_cache.lookup(TOKEN, digest)
-    if user_id is not None:
-        user = _active_user(user_id)
-        if user is not None:
-            return user
-    fill = credential_cache.fill_token(TOKEN, digest)
-    user_id = ApiToken.objects.filter(key_hash=digest).values_list("user_id", flat=True).first()
-    user = _active_user(user_id) if user_id is not None else None
-    if user is not None:
-        credential_cache.fill(TOKEN, digest, user_id, fill)
-    return user
+
+    def load() -> credential_cache.Found[int, User] | None:
+        user_id = ApiToken.objects.filter(key_hash=digest).values_list("user_id", flat=True).first()
+        if user_id is None:
+            return None
+        return credential_cache.Found(value=user_id, result=active_user(user_id))
+
+    return credential_cache.remembered(TOKEN, digest, use=active_user, load=load)
 
 
-def _active_user(user_id: int) -> User | None:
-    # The same query on every path, so cachalot's cached answer serves the next request.
+def active_user(user_id: int) -> User | None:
+    """The user behind a remembered credential, if still active. Always the same query, so
+    cachalot's cached answer serves the next request, and a deactivation (a write to `users`,
+    broadcast to every worker) is seen on the next one."""
     return User.objects.filter(pk=user_id, is_active=True).first()
