@@ -73,7 +73,7 @@ KV_P50_TARGET, KV_RPS_TARGET = "<= 1.0", ">= 1.0"
 CEILING_RPS_TARGET = ">= 0.8"
 CREDENTIAL_RPS_TARGET, CREDENTIAL_P50_TARGET = ">= 2.0", "<= 0.5"
 HIT_RATE_TARGET = ">= 95"  # percent of balance reads, steady state of the realistic pattern
-PATTERN_USERS = 10_000
+WARM_MINUTE = 0.99  # a simulated minute with this share of balance hits ends the pattern's warm-up
 
 PRODUCT_PATH = "/api/credits/"
 KV_PATH = "/bench/kv/credits/"
@@ -82,11 +82,13 @@ CONSTANT_PATH = "/bench/constant/"
 
 @dataclass(frozen=True)
 class Pattern:
-    """The realistic read pattern's length in simulated minutes; the first `warmup` of them are
-    left out of the steady-state hit rate (each local-memory worker first meets each user)."""
+    """The realistic read pattern: `users` each reading once per simulated minute. Warm-up
+    minutes run until one has WARM_MINUTE of its balance reads hit (each local-memory worker
+    first meets each user), at most `max_warmup`; then `steady` more minutes are the steady state."""
 
-    minutes: int
-    warmup: int
+    users: int
+    max_warmup: int
+    steady: int
 
 
 @dataclass(frozen=True)
@@ -96,26 +98,24 @@ class Plan:
     duration: float  # seconds timed per endpoint, split into rounds
     rounds: int
     health: float  # seconds of /healthz probing per cache
-    locmem_pattern: Pattern
-    redis_pattern: Pattern
+    pattern: Pattern
 
 
 # Many short alternating rounds: on a shared machine a busy moment then hits both sides alike.
 # wrk takes whole seconds: duration / rounds and warmup are integers. A Redis cache is warm after
-# one minute of the pattern; 2 local-memory workers each meet a user for the first time with
-# probability 1/2 a minute, so they need more.
+# one minute of the pattern; with 2 local-memory workers and random routing a user meets a
+# worker for the first time in minute k with probability 1/2^(k-1), so they need about 8. The
+# quick run has fewer users (a minute then takes a quarter of the time; the shares are the same).
 FULL = Plan(
     users=1000,
     warmup=3,
     duration=15,
     rounds=15,
     health=10,
-    locmem_pattern=Pattern(minutes=12, warmup=6),
-    redis_pattern=Pattern(minutes=6, warmup=2),
+    pattern=Pattern(users=10_000, max_warmup=10, steady=3),
 )
 QUICK = Plan(users=300, warmup=2, duration=6, rounds=6, health=5,
-             locmem_pattern=Pattern(minutes=8, warmup=5),
-             redis_pattern=Pattern(minutes=4, warmup=1))  # fmt: skip
+             pattern=Pattern(users=2_500, max_warmup=10, steady=2))  # fmt: skip
 
 
 def log(message: str) -> None:
@@ -621,16 +621,18 @@ def _hit_rate(minutes: list[Counter], family: str) -> float:
     return hits / lookups if lookups else 0.0
 
 
-def _read_pattern(probe: Probe, tokens: list[str], pattern: Pattern, workdir: Path) -> list[Counter]:
+def _read_pattern(probe: Probe, tokens: list[str], pattern: Pattern, workdir: Path) -> tuple[list, int]:
     """Each of the users reads their balance once per simulated minute, in a new random order
     every minute, 16 at a time, on a server that has served no balance yet. Nothing in the server
     is time-based but the entries' TTLs, so a compressed minute gives the hit rate of a real one
     as long as the whole run is far shorter than the TTLs (stated in the row's note). Returns
-    what the server counted in each minute."""
+    what the server counted in each minute, and how many of them were the warm-up."""
     rng = random.Random(21)
     minute_file = workdir / "minute.txt"
-    minutes = []
-    for number in range(1, pattern.minutes + 1):
+    minutes: list[Counter] = []
+    warmup = 0
+    while not warmup or len(minutes) < warmup + pattern.steady:
+        number = len(minutes) + 1
         order = tokens[:]
         rng.shuffle(order)
         minute_file.write_text("\n".join(order) + "\n")
@@ -643,11 +645,13 @@ def _read_pattern(probe: Probe, tokens: list[str], pattern: Pattern, workdir: Pa
         log(f"minute {number}: balance cache {_hit_rate([counts], 'balance'):.1%} hits, credential cache "
             f"{_hit_rate([counts], 'credential'):.1%}, {counts['queries'] / max(counts['requests'], 1):.2f} "
             f"queries/request, {counts['seconds']:.1f} s, errors {counts['errors']:.0f}")  # fmt: skip
-    return minutes
+        if not warmup and (_hit_rate([counts], "balance") >= WARM_MINUTE or number == pattern.max_warmup):
+            warmup = number  # this minute is the last of the warm-up
+    return minutes, warmup
 
 
-def _pattern_rows(label: str, minutes: list[Counter], pattern: Pattern) -> list[Result]:
-    steady = minutes[pattern.warmup :]
+def _pattern_rows(label: str, minutes: list[Counter], warmup: int, max_warmup: int) -> list[Result]:
+    steady = minutes[warmup:]
     seconds = sum(m["seconds"] for m in minutes)
     errors = sum(m["errors"] for m in minutes)
     requests = sum(m["requests"] for m in minutes)
@@ -660,13 +664,14 @@ def _pattern_rows(label: str, minutes: list[Counter], pattern: Pattern) -> list[
         f"order, {CONCURRENCY} connections), on a fresh server; {len(minutes)} minutes in {seconds:.0f} s "
         f"(one minute ≈ {seconds / len(minutes):.1f} s: {60 * len(minutes) / seconds:.0f}× compressed; the "
         f"balance TTL is {BALANCE_TTL} s, the credential TTL {CREDENTIAL_TTL} s, so no entry expired in "
-        f"the run or would in {len(minutes)} real minutes); steady state = minutes {pattern.warmup + 1}–"
-        f"{len(minutes)}; balance hit rate per minute {per_minute}; credential cache "
+        f"the run or would in {len(minutes)} real minutes); warm-up until a minute with "
+        f"{WARM_MINUTE:.0%} hits (at most {max_warmup}): {warmup}, steady state = minutes "
+        f"{warmup + 1}–{len(minutes)}; balance hit rate per minute {per_minute}; credential cache "
         f"{_hit_rate(minutes, 'credential'):.1%} overall, {_hit_rate(steady, 'credential'):.1%} steady; "
         f"DB queries per request {queries / max(requests, 1):.3f} overall, {steady_queries:.3f} steady"
         f"; errors {errors:.0f}"
     )  # fmt: skip
-    name = f"balance cache hit rate, {users:,} users once a minute"
+    name = "balance cache hit rate, users reading once a minute"
     rows = [
         compare(f"{name}, steady state, {label}", 100 * _hit_rate(steady, "balance"), "%",
                 target=HIT_RATE_TARGET, note=note),
@@ -752,7 +757,6 @@ CREDENTIAL_OFF = "fivedocks, credential cache off"
 def _scenario(label, env, workdir, tokens_file, plan, seeded, metrics_token, readers) -> list[Result]:
     """One cache: the pattern and the sides on fresh servers, then /healthz under load."""
     slug = label.split()[0].lower()
-    pattern = plan.locmem_pattern if slug == "locmem" else plan.redis_pattern
     envs = {slug: env}
     if slug == "locmem":  # the credential cache's worth, measured on the default cache
         envs[f"{slug}-nocred"] = {**env, "AUTH_CREDENTIAL_CACHE": "0"}
@@ -775,7 +779,7 @@ def _scenario(label, env, workdir, tokens_file, plan, seeded, metrics_token, rea
             s.port: Probe(s, metrics_token, _scrape_queries(s, metrics_token)) for s in servers.values()
         }
         main = servers[slug]
-        minutes = _read_pattern(probes[main.port], readers, pattern, workdir)  # first: the caches are cold
+        minutes, warmup = _read_pattern(probes[main.port], readers, plan.pattern, workdir)  # caches cold
         _check_same_answers(main, seeded)
         sides = [
             Side("fivedocks", main, PRODUCT_PATH, "credits-balance"),
@@ -811,7 +815,7 @@ def _scenario(label, env, workdir, tokens_file, plan, seeded, metrics_token, rea
     problems = _fail_on_errors(timed, loads)
     if problems:
         timed[2].note += f"; {'; '.join(problems)}"
-    return timed + _pattern_rows(label, minutes, pattern) + [health]
+    return timed + _pattern_rows(label, minutes, warmup, plan.pattern.max_warmup) + [health]
 
 
 def run(quick: bool) -> list[Result]:
@@ -826,13 +830,13 @@ def run(quick: bool) -> list[Result]:
     try:
         _recreate_database(DATABASE_URL)
         log(f"database {urlsplit(DATABASE_URL).path.lstrip('/')} recreated; seeding {plan.users} users "
-            f"(+{PATTERN_USERS - plan.users} for the read pattern)")  # fmt: skip
+            f"(+{plan.pattern.users - plan.users} for the read pattern)")  # fmt: skip
         import django
 
         django.setup()
         started = time.monotonic()
         seeded = _seed(plan.users)
-        readers = [key for _, key, _ in seeded] + _seed_readers(plan.users, PATTERN_USERS - plan.users)
+        readers = [key for _, key, _ in seeded] + _seed_readers(plan.users, plan.pattern.users - plan.users)
         from django.db import connections
 
         connections.close_all()
