@@ -80,7 +80,7 @@ def main(argv: list[str]) -> None:
         for i in range(3000):
             calls[paths[0]](i)
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(50)
+        pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(50)
 
 
 if __name__ == "__main__":
