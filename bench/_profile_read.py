@@ -6,7 +6,7 @@ Runs after `python -m bench.http_balance` on its database (BENCH_DATABASE_URL, d
 fd_bench_http): issues new API keys to 50 of its users through `accounts.services`, then calls
 Django's WSGI handler directly, with the benchmark's production settings (bench.settings, DEBUG=0,
 local-memory cache, multiprocess metrics), for each PATH (default `/api/credits/` and
-`/bench/constant/`): 300 warm-up requests, then 10 alternating blocks of 300 timed ones, and
+`/api/bench/constant/`): 300 warm-up requests, then 10 alternating blocks of 300 timed ones, and
 prints microseconds per request. `--profile` adds a cProfile of 3,000 more requests on the first
 PATH, sorted by cumulative time. The figures leave out gunicorn and the network; the shares are
 what the README's Performance section quotes.
@@ -45,7 +45,7 @@ def _caller(app, path: str, keys: list[str]):
 def main(argv: list[str]) -> None:
     from cryptography.fernet import Fernet
 
-    paths = [a for a in argv if a.startswith("/")] or ["/api/credits/", "/bench/constant/"]
+    paths = [a for a in argv if a.startswith("/")] or ["/api/credits/", "/api/bench/constant/"]
     env = _base_env(secrets.token_urlsafe(50), Fernet.generate_key().decode())
     env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fd-profile-")
     if "--credential-cache-off" in argv:

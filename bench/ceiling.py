@@ -1,6 +1,6 @@
 """BENCHMARK HARNESS ONLY: the framework ceiling, a constant answer behind the same authentication.
 
-`GET /bench/constant/` runs everything `GET /api/credits/` runs (gunicorn, the middleware, DRF
+`GET /api/bench/constant/` runs everything `GET /api/credits/` runs (gunicorn, the middleware, DRF
 token authentication, the IsAuthenticated permission, a JSON response of the same shape) except
 reading a balance: it answers constant values. No balance endpoint can be faster than this one
 in the same process, so `bench/http_balance.py` states how close the product's read comes to it.

@@ -77,8 +77,8 @@ HIT_RATE_TARGET = ">= 95"  # percent of balance reads, steady state of the reali
 WARM_MINUTE = 0.99  # a simulated minute with this share of balance hits ends the pattern's warm-up
 
 PRODUCT_PATH = "/api/credits/"
-KV_PATH = "/bench/kv/credits/"
-CONSTANT_PATH = "/bench/constant/"
+KV_PATH = "/api/bench/kv/credits/"
+CONSTANT_PATH = "/api/bench/constant/"
 
 
 @dataclass(frozen=True)
