@@ -72,6 +72,10 @@ RPS_TARGET = ">= 0.8"
 # cache worth at least twice the throughput at half the median latency.
 KV_P50_TARGET, KV_RPS_TARGET = "<= 1.0", ">= 1.0"
 CEILING_RPS_TARGET = ">= 0.8"
+# Issue 21's stricter ratios are the product's as shipped: the default local-memory cache. With a
+# shared Redis cache every balance read is one more network round trip than the constant endpoint
+# makes (and as many as the KV read makes): those rows are printed for comparison, untargeted.
+DEFAULT_CACHE_LABEL = "locmem cache"
 CREDENTIAL_RPS_TARGET, CREDENTIAL_P50_TARGET = ">= 2.0", "<= 0.5"
 HIT_RATE_TARGET = ">= 95"  # percent of balance reads, steady state of the realistic pattern
 WARM_MINUTE = 0.99  # a simulated minute with this share of balance hits ends the pattern's warm-up
@@ -706,6 +710,7 @@ def _healthz_row(probe: Probe, label: str, seconds: float, tokens_file: Path) ->
 
 def _vs_kv_rows(label: str, product: Load, kv: Load, note: str, extra: dict) -> list[Result]:
     """The earlier rows (the plan's 20% promise), unchanged, then issue 21's stricter ones."""
+    strict = label == DEFAULT_CACHE_LABEL
     return [
         compare(f"HTTP balance p50, {label}", product.percentile_ms(50), "ms",
                 baseline=kv.percentile_ms(50), target=P50_TARGET),
@@ -713,16 +718,16 @@ def _vs_kv_rows(label: str, product: Load, kv: Load, note: str, extra: dict) -> 
         compare(f"HTTP balance throughput, {label}", product.rps, "req/s",
                 baseline=kv.rps, target=RPS_TARGET, note=note, extra=extra),
         compare(f"HTTP balance p50 vs KV, no slower, {label}", product.percentile_ms(50), "ms",
-                baseline=kv.percentile_ms(50), target=KV_P50_TARGET),
+                baseline=kv.percentile_ms(50), target=KV_P50_TARGET if strict else None),
         compare(f"HTTP balance throughput vs KV, no less, {label}", product.rps, "req/s",
-                baseline=kv.rps, target=KV_RPS_TARGET),
+                baseline=kv.rps, target=KV_RPS_TARGET if strict else None),
     ]  # fmt: skip
 
 
 def _ceiling_rows(label: str, product: Load, constant: Load) -> list[Result]:
     return [
         compare(f"HTTP balance throughput vs framework ceiling, {label}", product.rps, "req/s",
-                baseline=constant.rps, target=CEILING_RPS_TARGET,
+                baseline=constant.rps, target=CEILING_RPS_TARGET if label == DEFAULT_CACHE_LABEL else None,
                 note=f"ceiling: {CONSTANT_PATH}, a constant answer behind the same gunicorn, middleware "
                 f"and DRF token authentication (bench/ceiling.py)"),
         compare(f"HTTP balance p50 vs framework ceiling, {label}", product.percentile_ms(50), "ms",
@@ -850,7 +855,7 @@ def run(quick: bool) -> list[Result]:
         metrics_token = secrets.token_urlsafe(24)
 
         args = (workdir, tokens_file, plan, seeded, metrics_token, readers)
-        results = _scenario("locmem cache", env, *args)
+        results = _scenario(DEFAULT_CACHE_LABEL, env, *args)
         if CACHE_REDIS_URL:
             import redis
 
