@@ -6,7 +6,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from kvmigrate.sources import ReplitSource
+from kvmigrate.sources import ReplitSource, SourceError
+from kvmigrate.sources.replit_gets import FastGets, Miss
 
 VALUES = {f"k{i}": f"value {i} é" for i in range(30)}
 
@@ -87,3 +88,85 @@ def test_get_many_and_missing_keys(odd_server, fast_retries):
     source = ReplitSource(url, policy=fast_retries, concurrency=3)
     assert source.get_many(["k1", "nope", "k2", "k1"]) == {"k1": VALUES["k1"], "k2": VALUES["k2"]}
     assert source.counters["vanished"] == 1
+
+
+def _tls_files(folder):
+    """A CA and a certificate for 127.0.0.1 it signed (PEM files): (ca, cert, key)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    since, until = now - dt.timedelta(days=1), now + dt.timedelta(days=1)
+    usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)  # signs certs
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kvmigrate test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(1).not_valid_before(since).not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+        .not_valid_before(since).not_valid_after(until)
+        .add_extension(san, critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+def test_https_with_the_certificate_checked(tmp_path, monkeypatch, fast_retries):
+    """Replit's databases are https: the fast reader speaks TLS and checks the certificate as
+    urllib3 does (the system's trust store; here a test CA through SSL_CERT_FILE)."""
+    import ssl
+
+    from kvmigrate.replit_server import ReplitDBServer
+
+    ca, cert, key = _tls_files(tmp_path)
+    server = ReplitDBServer(limits=False)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.start()
+    try:
+        server.store.set_many(list(VALUES.items()))
+        url = server.url.replace("http://", "https://")
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        source = ReplitSource(url, policy=fast_retries, concurrency=4)
+        before = server.requests
+        assert dict(item for batch in source.iter_batches(8) for item in batch) == VALUES
+        assert server.requests - before == len(VALUES) + 1  # the listing, then one GET each: no fallback
+        assert source.counters["retries"] == 0
+        # Without the CA the certificate is refused: by the fast reader, then by urllib3.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+        fast = FastGets(concurrency=2, connect_timeout=5, read_timeout=5)
+        try:
+            assert fast.submit(url, ["k1"]).result() == [Miss(error="connection")]
+        finally:
+            fast.close()
+        with pytest.raises(SourceError):
+            list(ReplitSource(url, policy=fast_retries).iter_batches())
+    finally:
+        server.stop()
