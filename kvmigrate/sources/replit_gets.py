@@ -66,7 +66,10 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if self.waiter is not None:
-            self._parse()
+            try:
+                self._parse()
+            except Exception:  # an answer this parser did not foresee: urllib3 reads it instead
+                self._odd()
 
     def request(self, line: bytes) -> asyncio.Future:
         self.buf.clear()
