@@ -39,10 +39,11 @@ logger = logging.getLogger(__name__)
 
 LOCK_ID = locks.KVMIGRATE_RUN  # one kvmigrate run at a time per database (the KV drainer has its own)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
-# Requests in flight to a Replit Database. A GET costs this client about 0.4 ms of CPU; at a few
-# milliseconds of network latency per request, 32 in flight keep the client's CPU, not the network,
-# the bound (at 10 ms, 5,000 keys take about 1.6 s of waiting spread over 32 connections).
-DEFAULT_CONCURRENCY = 32
+# Requests in flight to a Replit Database (one keep-alive connection each). A GET costs this client
+# about 40 us of CPU, so the network's latency is the bound: 5,000 keys wait keys x latency /
+# concurrency, 0.8 s at 10 ms over 64 connections (1.6 s over 32). A database that finds it too
+# much answers 429, and is backed off from (RetryPolicy).
+DEFAULT_CONCURRENCY = 64
 
 
 class UsageError(Exception):
