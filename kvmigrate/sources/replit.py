@@ -260,14 +260,8 @@ class _Client:
 
         left = self._retry.total - 1
         if left < 0:  # a policy of one try: that was it
-            cause = (
-                f"HTTP {first.status}"
-                if first.status
-                else ("timed out" if first.error == "timeout" else "connection failed")
-            )
-            raise SourceError(
-                f"reading a key: gave up after {self.policy.tries} tries ({cause}) at {self.masked}"
-            )
+            cause, tries = _first_cause(first), self.policy.tries
+            raise SourceError(f"reading a key: gave up after {tries} tries ({cause}) at {self.masked}")
         if first.retry_after is not None and first.status in (413, 429, 503):
             try:
                 wait = self._retry.parse_retry_after(first.retry_after)
@@ -281,7 +275,12 @@ class _Client:
         self.pool.clear()
 
 
-_FIRST_ERRORS = {"timeout": "timed out", "framing": "an answer it cannot read"}
+def _first_cause(first: Miss) -> str:
+    """Why the fast reader's try failed, as `_reason` says it for urllib3's."""
+    if first.status:
+        return f"HTTP {first.status}"
+    causes = {"timeout": "timed out", "framing": "an answer it cannot read"}
+    return causes.get(first.error or "", "connection failed")
 
 
 def _reason(reason: BaseException | None) -> str:

@@ -170,3 +170,18 @@ def test_https_with_the_certificate_checked(tmp_path, monkeypatch, fast_retries)
             list(ReplitSource(url, policy=fast_retries).iter_batches())
     finally:
         server.stop()
+
+
+def test_a_policy_of_one_try_is_one_request(replit_server):
+    """The fast reader's try is the policy's first: with one try, a failing key is asked once."""
+    from kvmigrate.sources import RetryPolicy
+
+    replit_server.store.set_many([("k", "v")])
+    source = ReplitSource(replit_server.url, policy=RetryPolicy(tries=1))
+    keys = source.list_keys()
+    replit_server.faults.fail_every = 1
+    replit_server.faults.fail_status = 503
+    before = replit_server.requests
+    with pytest.raises(SourceError, match=r"gave up after 1 tries \(HTTP 503\)"):
+        source.get_many(keys)
+    assert replit_server.requests - before == 1
