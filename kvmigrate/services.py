@@ -336,8 +336,8 @@ def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress,
     # to the store after that read are the next delta run's (the runbook's last one runs frozen).
     with Snapshot() if store_kind(options.source) == "replit" else contextlib.nullcontext() as snapshot:
         # Verify's decoding and transforms of a batch run during the load, while the next batch is
-        # on the network (see EarlyVerify).
-        # (It needs the fingerprints looked up in that thread, to know what the load moves.)
+        # on the network (EarlyVerify); to know what the load moves, it needs the fingerprints
+        # looked up in that thread.
         early = None
         if snapshot is not None and (moved is None or look_up):
             early = EarlyVerify(ctx, everything=moved is None)
@@ -403,7 +403,7 @@ class EarlyVerify:
             self._records += len(items)
             self._chars += sum(len(raw) for _, raw in items)
             if self._records > self.max_records or self._chars > self.max_chars:
-                self.complete, self.ready = False, self.ready[: self.batches_seen]
+                self.complete = False  # this batch and the next ones: replayed from the snapshot
                 continue
             if items:
                 self.ready.append(prepare_verify(items, self.ctx))
