@@ -21,7 +21,7 @@ from urllib.parse import quote, quote_plus, unquote, unquote_to_bytes, urlencode
 import urllib3
 
 from .base import Counters, Item, RawItem, Source, SourceError, Writer, mask_url
-from .replit_gets import FastGets, Miss
+from .replit_gets import RETRY_STATUSES, FastGets, Miss
 
 DEFAULT_URL_FILE = "/tmp/replitdb"  # where Replit itself writes the current URL  # noqa: S108
 URL_ENV = "REPLIT_DB_URL"
@@ -125,8 +125,6 @@ _TOKEN_PATH = re.compile(r"/v0/[^/?#\s'\"]+")
 # name a request path gets one.
 for _name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry", "urllib3.response"):
     logging.getLogger(_name).addFilter(_HideTokens())
-
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
 
 class _Client:

@@ -1,5 +1,7 @@
 """The fast first try of each GET: what it leaves to urllib3, and that nothing is asked twice."""
 
+import gzip
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote
@@ -13,10 +15,11 @@ VALUES = {f"k{i}": f"value {i} é" for i in range(30)}
 
 
 class _Odd(BaseHTTPRequestHandler):
-    """A Replit-like server answering in ways the fast reader does not take: chunked bodies, or
-    HTTP/1.0 closing the connection after each answer."""
+    """A Replit-like server answering in ways a client may not foresee: chunked bodies, HTTP/1.0
+    closing the connection after each answer, gzip bodies nobody asked for, or a head with both a
+    Content-Length and chunked framing (which llhttp refuses and http.client reads)."""
 
-    chunked = False
+    kind = "chunked"
     requests = 0
     lock = threading.Lock()
 
@@ -38,7 +41,12 @@ class _Odd(BaseHTTPRequestHandler):
                 return
             body = value.encode()
         self.send_response(200)
-        if self.chunked:
+        if self.kind == "gzip":
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+        if self.kind in ("chunked", "length and chunked"):
+            if self.kind == "length and chunked":
+                self.send_header("Content-Length", str(len(body)))
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
@@ -48,14 +56,14 @@ class _Odd(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-@pytest.fixture(params=["chunked", "http/1.0"])
+@pytest.fixture(params=["chunked", "http/1.0", "gzip", "length and chunked"])
 def odd_server(request):
     handler = type(
         "Handler",
         (_Odd,),
         {
-            "chunked": request.param == "chunked",
-            "protocol_version": "HTTP/1.1" if request.param == "chunked" else "HTTP/1.0",
+            "kind": request.param,
+            "protocol_version": "HTTP/1.0" if request.param == "http/1.0" else "HTTP/1.1",
             "requests": 0,
         },
     )
@@ -67,7 +75,7 @@ def odd_server(request):
     server.server_close()
 
 
-def test_answers_it_does_not_parse_are_read_by_urllib3_and_a_connection_closed_is_reopened(
+def test_odd_answers_are_read_by_aiohttp_or_handed_to_urllib3_and_a_closed_connection_is_reopened(
     odd_server, fast_retries
 ):
     url, handler, kind = odd_server
@@ -76,11 +84,12 @@ def test_answers_it_does_not_parse_are_read_by_urllib3_and_a_connection_closed_i
     assert seen == VALUES
     assert source.counters.snapshot() == {"listed": 30, "fetched": 30, "vanished": 0, "retries": 0}
     asked = handler.requests - 1  # the listing
-    if kind == "chunked":
-        # the first chunked answer turns the fast reader off; each key it had asked is asked again
+    if kind in ("gzip", "length and chunked"):
+        # the first such answer (a body to decompress, a head llhttp refuses) turns the fast reader
+        # off; each key it had asked is asked again by urllib3, which reads it
         assert 30 < asked <= 30 + 4
     else:
-        assert asked == 30  # HTTP/1.0: a new connection per GET, each key asked once
+        assert asked == 30  # chunked: llhttp reads it; HTTP/1.0: a new connection per GET
 
 
 def test_get_many_and_missing_keys(odd_server, fast_retries):
@@ -185,3 +194,45 @@ def test_a_policy_of_one_try_is_one_request(replit_server):
     with pytest.raises(SourceError, match=r"gave up after 1 tries \(HTTP 503\)"):
         source.get_many(keys)
     assert replit_server.requests - before == 1
+
+
+@pytest.fixture
+def dropping_server():
+    """A server that reads each request and closes the connection without an answer: (url, asked)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    asked: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                if request:
+                    asked.append(request)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v0/token", asked
+    listener.close()
+
+
+@pytest.mark.parametrize("tries", [1, 3])
+def test_a_dropped_connection_is_one_try_of_the_policy(dropping_server, tries):
+    """aiohttp would send a GET whose connection dropped a second time on its own: not here, the
+    policy counts every request."""
+    from kvmigrate.sources import RetryPolicy
+
+    url, asked = dropping_server
+    source = ReplitSource(url, policy=RetryPolicy(tries=tries, backoff=0.001, max_backoff=0.002))
+    with pytest.raises(SourceError, match=rf"gave up after {tries} tries \(connection failed\)"):
+        source.get_many(["some/key"])
+    assert len(asked) == tries
+    assert all(request.startswith(b"GET /v0/token/some%2Fkey HTTP/1.1\r\n") for request in asked)
