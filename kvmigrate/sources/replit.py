@@ -16,17 +16,37 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus, unquote, unquote_to_bytes, urlencode, urlsplit
 
 import urllib3
 
 from .base import Counters, Item, RawItem, Source, SourceError, Writer, mask_url
-from .replit_gets import RETRY_STATUSES, FastGets, Miss
+
+if TYPE_CHECKING:
+    from .replit_gets import FastGets
 
 DEFAULT_URL_FILE = "/tmp/replitdb"  # where Replit itself writes the current URL  # noqa: S108
 URL_ENV = "REPLIT_DB_URL"
 MAX_KEY_BYTES = 1_000
 MAX_VALUE_BYTES = 5 * 1024 * 1024
+
+# The answers worth another try: urllib3's policy retries them, and a fast try that got one is spent.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A key the fast first try (`replit_gets`) could not read: `status` (an answer) or `error`.
+
+    `spent` tells whether it counts as a try of the retry policy (a retryable status, a timeout,
+    a connection error) or not (a refusal or an odd answer the urllib3 client asks again).
+    """
+
+    status: int | None = None
+    error: str | None = None  # "timeout", "connection", "framing"
+    retry_after: str | None = None
+    spent: bool = True
 
 
 def resolve_url(url: str | None = None, *, url_file: str | os.PathLike = DEFAULT_URL_FILE) -> tuple[str, str]:
@@ -378,6 +398,10 @@ class ReplitSource(Source):
         return self._iter(self.list_raw_keys(), batch_size)
 
     def _fast(self) -> FastGets:
+        # Imported here: aiohttp takes 85 ms of CPU to import, which only a read of a Replit store
+        # (not `--help`, a dump or Redis) should pay.
+        from .replit_gets import FastGets
+
         policy = self._client.policy
         return FastGets(
             concurrency=self.concurrency,

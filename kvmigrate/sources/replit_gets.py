@@ -24,28 +24,12 @@ import ssl
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
-# The answers worth another try, for the urllib3 client's policy and for `Miss.spent` here.
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
-
-
-@dataclass(frozen=True)
-class Miss:
-    """A key this first try could not read: `status` (an HTTP answer) or `error` (no answer).
-
-    `spent` tells whether it counts as a try of the retry policy (a retryable status, a timeout,
-    a connection error) or not (a refusal or an odd answer the urllib3 client asks again).
-    """
-
-    status: int | None = None
-    error: str | None = None  # "timeout", "connection", "framing"
-    retry_after: str | None = None
-    spent: bool = True
+from .replit import RETRY_STATUSES, Miss
 
 
 class _Dropped(aiohttp.ClientConnectionError):
