@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench.credits import Latency, ensure_database, percentile, run_workers  # noqa: E402
+from bench.credits import Latency, deduct_worker, ensure_database, percentile, run_workers  # noqa: E402
 
 MARKER = "COHERENCE_WRITES_JSON: "
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/fd_bench_coherence"
@@ -176,32 +176,14 @@ class Bench:
     def write_cost(self, users: list) -> dict:
         from django.conf import settings
 
-        def make_worker(slices):
-            def make(index: int):
-                from django.db import connection
-
-                from credits import services
-
-                mine = slices[index]
-                prefix = f"w-{self.run_id}-{uuid.uuid4().hex[:6]}-"
-                state = {"n": 0}
-
-                def op() -> None:
-                    n = state["n"] = state["n"] + 1
-                    services.deduct(
-                        user=mine[n % len(mine)], operation=OPERATION, idempotency_key=f"{prefix}{n}"
-                    )
-
-                return op, connection.close
-
-            return make
-
         slices = [users[i * USERS_PER_WRITER : (i + 1) * USERS_PER_WRITER] for i in range(WRITE_WORKERS)]
         totals = {True: [0, 0.0, 0], False: [0, 0.0, 0]}
         for round_ in range(self.rounds):
             for broadcast in (True, False) if round_ % 2 == 0 else (False, True):
                 settings.CACHE_BROADCAST = broadcast
-                result = run_workers("deduct", WRITE_WORKERS, self.seconds, make_worker(slices))
+                result = run_workers(
+                    "deduct", WRITE_WORKERS, self.seconds, deduct_worker(slices, f"w-{self.run_id}")
+                )
                 totals[broadcast][0] += result.ops
                 totals[broadcast][1] += result.seconds
                 totals[broadcast][2] += result.errors

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import json
 import os
 import platform
@@ -143,6 +144,28 @@ class Throughput:
     @property
     def per_second(self) -> float:
         return self.ops / self.seconds if self.seconds else 0.0
+
+
+def deduct_worker(users: list, prefix: str):
+    """A `run_workers` factory: thread `index` deducts through `credits.services.deduct`, cycling
+    over its own users (`users[index]`) under idempotency keys no other run or thread uses."""
+
+    def make(index: int):
+        from django.db import connection
+
+        from credits import services
+
+        mine = users[index]
+        keys = f"{prefix}-{uuid.uuid4().hex[:6]}-"
+        counter = itertools.count(1)
+
+        def op() -> None:
+            n = next(counter)
+            services.deduct(user=mine[n % len(mine)], operation=OPERATION, idempotency_key=f"{keys}{n}")
+
+        return op, connection.close
+
+    return make
 
 
 def run_workers(label: str, workers: int, seconds: float, make_worker) -> Throughput:
@@ -354,22 +377,7 @@ class Bench:
     # 3. deductions per second: service and raw SQL
 
     def service_worker(self, users: list):
-        def make(index: int):
-            from django.db import connection
-
-            from credits import services
-
-            mine = users[index]
-            prefix = f"svc-{self.run_id}-{uuid.uuid4().hex[:6]}-"
-            state = {"n": 0}
-
-            def op() -> None:
-                n = state["n"] = state["n"] + 1
-                services.deduct(user=mine[n % len(mine)], operation=OPERATION, idempotency_key=f"{prefix}{n}")
-
-            return op, connection.close
-
-        return make
+        return deduct_worker(users, f"svc-{self.run_id}")
 
     def raw_worker(self, users: list):
         import psycopg

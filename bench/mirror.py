@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.credits import (  # noqa: E402 - after the sys.path fix above
     BENCH_EMAIL_DOMAIN,
-    OPERATION,
     START_BALANCE,
     configure_environment,
+    deduct_worker,
     ensure_database,
     run_workers,
 )
@@ -70,25 +70,6 @@ class BenchUsers:
             services.grant(user=user, amount=START_BALANCE, kind="bonus", reason="bench opening grant")
 
 
-def _worker(users: list, run_id: str):
-    def make(index: int):
-        from django.db import connection
-
-        from credits import services
-
-        mine = users[index]
-        prefix = f"mirror-{run_id}-{uuid.uuid4().hex[:6]}-"
-        state = {"n": 0}
-
-        def op() -> None:
-            n = state["n"] = state["n"] + 1
-            services.deduct(user=mine[n % len(mine)], operation=OPERATION, idempotency_key=f"{prefix}{n}")
-
-        return op, connection.close
-
-    return make
-
-
 def measure(quick: bool, seconds: float | None = None) -> dict:
     configure_environment()
     ensure_database(os.environ["DATABASE_URL"])
@@ -115,7 +96,9 @@ def measure(quick: bool, seconds: float | None = None) -> dict:
             for _ in range(rounds):
                 for side in ("off", "on"):
                     settings.KV_MIRROR = MIRRORED if side == "on" else frozenset()
-                    result = run_workers(f"mirror {side}", workers, seconds, _worker(groups, users.run_id))
+                    result = run_workers(
+                        f"mirror {side}", workers, seconds, deduct_worker(groups, f"mirror-{users.run_id}")
+                    )
                     if result.errors:
                         raise RuntimeError(f"{result.errors} failed deductions: {result.first_error}")
                     totals[side][0] += result.ops

@@ -9,7 +9,9 @@ before every answer (`--delay`), in one run:
 - the bulk run: `manage.py kvmigrate --source URL` (load + verify) in its own process on a fresh
   copy of a database that already holds the users: wall time, CPU seconds of that process;
 - the final delta run: the same command again over the unchanged store (what the runbook runs
-  frozen): wall time;
+  frozen): wall time from the process's start to its exit (the operator's command), and its CPU
+  seconds; with, for scale, the wall time of `manage.py kvmigrate --help` (Python and Django
+  starting, nothing else);
 - the seed's loop over the same protocol: list the keys, then one GET, decode, one INSERT at a
   time (`bench.kvmigrate._one_at_a_time`), on a sample of keys, extrapolated to the store.
 
@@ -127,6 +129,8 @@ def _run(quick: bool, env: dict, workdir: Path) -> list[Result]:
     code, _, _, _ = _manage(env, DB, "kvmigrate", "--source", str(empty), "--users-from", str(users),
                             log_to=workdir / "users.log")  # fmt: skip
     _checked(code, workdir / "users.log")
+    code, start_seconds, _, start_cpu = _manage(env, DB, "kvmigrate", "--help", log_to=workdir / "help.log")
+    _checked(code, workdir / "help.log")
     sample = 500 if quick else 1_500  # keys of the seed's loop, extrapolated to the store
     results: list[Result] = []
     for delay in DELAYS_MS:
@@ -134,7 +138,7 @@ def _run(quick: bool, env: dict, workdir: Path) -> list[Result]:
         try:
             _recreate(DB_RUN, template=DB)
             bulk, bulk_cpu, report = _kvmigrate(env, server.url, workdir, f"bulk-{delay}")
-            delta, _, delta_report = _kvmigrate(env, server.url, workdir, f"delta-{delay}")
+            delta, delta_cpu, delta_report = _kvmigrate(env, server.url, workdir, f"delta-{delay}")
             reader = ReplitHttp(server.url)
             listed = time.perf_counter()
             keys = reader.list_keys()
@@ -145,8 +149,8 @@ def _run(quick: bool, env: dict, workdir: Path) -> list[Result]:
         finally:
             server.close()
         seed_total = list_seconds + seed_seconds * len(keys) / min(sample, len(keys))
-        log(f"{delay} ms: bulk {bulk:.1f} s (cpu {bulk_cpu:.1f} s), delta {delta:.1f} s, "
-            f"seed ~{seed_total:.1f} s for {len(keys):,} keys")  # fmt: skip
+        log(f"{delay} ms: bulk {bulk:.1f} s (cpu {bulk_cpu:.1f} s), delta {delta:.1f} s "
+            f"(cpu {delta_cpu:.1f} s), seed ~{seed_total:.1f} s for {len(keys):,} keys")  # fmt: skip
         gated = delay == 3
         results.append(compare(
             f"Replit store {len(keys):,} keys, +{delay} ms/request: kvmigrate bulk (load + verify) vs the "
@@ -158,7 +162,10 @@ def _run(quick: bool, env: dict, workdir: Path) -> list[Result]:
         results.append(compare(
             f"Replit store {len(keys):,} keys, +{delay} ms/request: final delta run over the unchanged store "
             "(the freeze window)", delta, "s", target=DELTA_TARGET if gated else None,
-            note=f"rows written: {_written(delta_report)} (bulk wrote {_written(report):,})",
+            note=f"process CPU {delta_cpu:.2f} s; rows written: {_written(delta_report)} (bulk wrote "
+                 f"{_written(report):,}); `manage.py kvmigrate --help` alone: {start_seconds:.2f} s "
+                 f"(CPU {start_cpu:.2f} s)",
+            extra={"cpu_seconds": delta_cpu, "start_seconds": start_seconds},
         ))  # fmt: skip
     return results
 

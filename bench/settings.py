@@ -2,7 +2,8 @@
 
 `bench/http_balance.py` runs gunicorn with DJANGO_SETTINGS_MODULE=bench.settings so that the
 product's `GET /api/credits/` and the KV-backed baseline are served by the same process, the
-same middleware and the same DRF authentication. Nothing else differs from fivedocks.settings.
+same middleware and the same DRF authentication (and the framework ceiling, bench/ceiling.py).
+Nothing else differs from fivedocks.settings.
 """
 
 import os

@@ -8,6 +8,10 @@
 - `GmailPopupCookieAuthentication`: the short-lived cookie fivedocks sets for the Gmail popup
   (which cannot carry a header), accepted only by the popup's own routes.
 
+All three kinds of credential go through the credential cache (`fiveducks.login_cache`,
+`fiveducks.selectors.secret_for_token`, docs/caching.md "Credentials"): a warm request is
+authenticated without a query, a verification or a call to the platform's database.
+
 Both platform users and Firebase users unknown to fivedocks are imported on first sight
 (fiveducks.first_sight). A cookie-authenticated unsafe request must come from this origin or a
 trusted one (`enforce_same_origin`): the client sends no CSRF token, but every browser sends
@@ -32,7 +36,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 
-from fiveducks import express_session, firebase, first_sight, platform_db, selectors, services
+from fiveducks import express_session, firebase, first_sight, login_cache, platform_db, selectors, services
 from fiveducks.models import ServiceClient
 
 logger = logging.getLogger(__name__)
@@ -71,17 +75,20 @@ class ServiceClientAuthentication(BaseAuthentication):
             token = header[1].decode()
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid service credentials.") from None
-        secret = selectors.secret_for_token(token)
-        if secret is None:
+        credential = selectors.secret_for_token(token)  # warm: from the credential cache
+        if credential is None:
             # The token itself is never logged; its public key id is, when it has one.
             key_id = token.removeprefix(services.TOKEN_PREFIX).partition("_")[0][:16]
             logger.warning("service api: unknown or revoked secret (key id %s)", key_id or "-")
             raise exceptions.AuthenticationFailed("Invalid service credentials.")
-        if secret.client.is_disabled:
-            logger.warning("service api: disabled client %s refused", secret.client.name)
+        client = credential.client
+        if client.is_disabled:
+            logger.warning("service api: disabled client %s refused", client.name)
             raise exceptions.AuthenticationFailed("This service client is disabled.")
-        services.mark_used(secret=secret)
-        return ServicePrincipal(secret.client), secret.client
+        services.mark_used(
+            secret_id=credential.secret_id, client_id=client.pk, last_used_at=credential.last_used_at
+        )
+        return ServicePrincipal(client), client
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="service"'
@@ -161,7 +168,7 @@ class PlatformSessionAuthentication(authentication.BaseAuthentication):
         # is then ignored (the token decides), as on the platform where the session is optional.
         has_header = bool(request.META.get("HTTP_AUTHORIZATION"))
         try:
-            user_id = express_session.user_id_for(raw)
+            user = login_cache.session_user(raw)  # warm: no query here nor on the platform
         except express_session.InvalidSession as exc:
             if has_header:
                 return None
@@ -171,7 +178,6 @@ class PlatformSessionAuthentication(authentication.BaseAuthentication):
             if has_header:
                 return None
             raise exceptions.AuthenticationFailed("The platform session could not be checked.") from None
-        user = _usable(first_sight.find_or_import_user(user_id=user_id))
         if user is None:
             if has_header:
                 return None
@@ -201,11 +207,10 @@ class FirebaseAuthentication(authentication.BaseAuthentication):
         if not firebase.looks_like_jwt(token):
             return None  # another kind of bearer credential: not a Firebase login
         try:
-            identity = firebase.verify(token)
+            user = login_cache.firebase_user(token)  # warm: no verification, no query
         except firebase.InvalidToken as exc:
             raise exceptions.AuthenticationFailed(f"Invalid Firebase ID token: {exc}.") from None
-        user = services.user_for_firebase_identity(identity=identity)
-        if user is None or not user.is_active:
+        if user is None:
             raise exceptions.AuthenticationFailed("No user is registered for this Firebase account.")
         # Lets the Gmail popup (no header possible) prove the same login for a few minutes.
         request._request.fiveducks_firebase_user_id = user.pk

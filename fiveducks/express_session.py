@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from django.conf import settings
@@ -43,20 +44,27 @@ def unsign(cookie_value: str, secrets: list[str]) -> str:
     raise InvalidSession("the session cookie's signature is not valid")
 
 
-def user_id_for(cookie_value: str) -> int:
-    """The platform user id the session cookie stands for (refused: InvalidSession)."""
-    sid = unsign(cookie_value, settings.PLATFORM_SESSION_SECRETS)
+@dataclass(frozen=True)
+class PlatformSession:
+    user_id: int
+    expires_in: float  # seconds until its `expire`, by the platform database's clock
+
+
+def session_for(sid: str) -> PlatformSession:
+    """The logged-in session `sid` (from `unsign`) stands for (refused: InvalidSession)."""
     table = sql.Identifier(*settings.PLATFORM_SESSION_TABLE.split("."))
     # Compared in the database, as connect-pg-simple does (`expire` has no time zone: it is
     # read in the database session's zone, the one the platform wrote it in).
-    query = sql.SQL("SELECT sess, expire >= now() FROM {} WHERE sid = %s").format(table)
+    query = sql.SQL(
+        "SELECT sess, EXTRACT(EPOCH FROM expire::timestamptz - now())::float8 FROM {} WHERE sid = %s"
+    ).format(table)
     with platform_db.cursor() as cur:
         cur.execute(query, [sid])
         row = cur.fetchone()
     if row is None:
         raise InvalidSession("no such session")
-    sess, live = row
-    if not live:
+    sess, expires_in = row
+    if expires_in < 0:
         raise InvalidSession("the session has expired")
     if isinstance(sess, str | bytes):
         try:
@@ -68,4 +76,4 @@ def user_id_for(cookie_value: str) -> int:
         user = int(user)
     if not isinstance(user, int) or isinstance(user, bool) or user <= 0:
         raise InvalidSession("the session is not logged in")
-    return user
+    return PlatformSession(user_id=user, expires_in=float(expires_in))

@@ -36,6 +36,7 @@ class FirebaseIdentity:
     email: str
     email_verified: bool
     name: str
+    expires_at: float = 0.0  # the token's `exp` (epoch seconds): nothing may trust it past that
 
 
 @dataclass
@@ -119,4 +120,5 @@ def verify(token: str) -> FirebaseIdentity:
         email=email.strip().lower() if isinstance(email, str) else "",
         email_verified=claims.get("email_verified") is True,
         name=str(claims.get("name") or ""),
+        expires_at=float(claims.get("exp") or 0),
     )

@@ -8,15 +8,18 @@ first. Nothing here logs a secret.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts import credential_cache
 from accounts.models import User
 from fivedocks.errors import Conflict, DomainError, NotFound
 from fiveducks import first_sight
@@ -27,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "fd_svc_"
 MAX_LIVE_SECRETS = 2
+# The credential cache's kind for service secrets (accounts.credential_cache): an entry is keyed
+# by `credential_digest(key id, stored hash)`, which a writer can name without the secret.
+CREDENTIAL_KIND = "service-secret"
 
 
 class ServiceClientNotFound(NotFound):
@@ -52,6 +58,18 @@ class IssuedSecret:
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def credential_digest(key_id: str, secret_hash: str) -> str:
+    """What the credential cache keys a secret by (the cache HMACs it again)."""
+    return f"{key_id}:{secret_hash}"
+
+
+def _forget(rows: Iterable[ServiceSecret]) -> None:
+    """Every process drops these secrets' cached snapshots when the transaction commits."""
+    credential_cache.forget_on_commit(
+        CREDENTIAL_KIND, *(credential_digest(s.key_id, s.secret_hash) for s in rows)
+    )
 
 
 def _issue(client: ServiceClient) -> IssuedSecret:
@@ -103,6 +121,7 @@ def set_scopes(*, name: str, scopes: Iterable[str]) -> ServiceClient:
         client = _client(name)
         client.scopes = _clean_scopes(scopes)
         client.save(update_fields=["scopes"])
+        _forget(client.secrets.all())  # the snapshot carries the scopes
     return client
 
 
@@ -127,6 +146,7 @@ def revoke_old(*, name: str) -> int:
         live = list(client.secrets.filter(revoked_at__isnull=True).order_by("-created_at", "-id"))
         old = [s.pk for s in live[1:]]
         ServiceSecret.objects.filter(pk__in=old).update(revoked_at=timezone.now())
+        _forget(live[1:])
     logger.info("service client %s: %s old secret(s) revoked", name, len(old))
     return len(old)
 
@@ -136,21 +156,34 @@ def set_disabled(*, name: str, disabled: bool = True) -> ServiceClient:
         client = _client(name)
         client.is_disabled = disabled
         client.save(update_fields=["is_disabled"])
+        _forget(client.secrets.all())
     logger.info("service client %s %s", name, "disabled" if disabled else "enabled")
     return client
 
 
 # Last-used times are written at most once a minute per secret: not a write on every call.
 LAST_USED_RESOLUTION = 60
+_USED_PREFIX = "svc:last-used:"
 
 
-def mark_used(*, secret: ServiceSecret) -> None:
+def mark_used(*, secret_id: int, client_id: int, last_used_at: dt.datetime | None = None) -> None:
+    """Record that a secret was used, at most once a minute per secret and process.
+
+    `last_used_at` is the stored time when the secret was just read from the database; a cached
+    credential has none, so a marker in the (local) cache stands for "written less than a minute
+    ago": a warm call stays free of queries. Without a usable cache it writes, as it did when
+    every call read the row.
+    """
     now = timezone.now()
-    last = secret.last_used_at
-    if last is not None and (now - last).total_seconds() < LAST_USED_RESOLUTION:
+    if last_used_at is not None and (now - last_used_at).total_seconds() < LAST_USED_RESOLUTION:
         return
-    ServiceSecret.objects.filter(pk=secret.pk).update(last_used_at=now)
-    ServiceClient.objects.filter(pk=secret.client_id).update(last_used_at=now)
+    try:
+        if not cache.add(f"{_USED_PREFIX}{secret_id}", 1, LAST_USED_RESOLUTION):
+            return
+    except Exception:  # a cache outage: write (an audit time), as without the cache
+        logger.warning("service api: last-use marker unavailable", exc_info=True)
+    ServiceSecret.objects.filter(pk=secret_id).update(last_used_at=now)
+    ServiceClient.objects.filter(pk=client_id).update(last_used_at=now)
 
 
 def record_call(

@@ -41,10 +41,11 @@ logger = logging.getLogger(__name__)
 
 LOCK_ID = locks.KVMIGRATE_RUN  # one kvmigrate run at a time per database (the KV drainer has its own)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ATTENTION = 0, 1, 2, 3
-# Requests in flight to a Replit Database. A GET costs this client about 0.4 ms of CPU; at a few
-# milliseconds of network latency per request, 32 in flight keep the client's CPU, not the network,
-# the bound (at 10 ms, 5,000 keys take about 1.6 s of waiting spread over 32 connections).
-DEFAULT_CONCURRENCY = 32
+# Requests in flight to a Replit Database (one keep-alive connection each). A GET costs this client
+# about 40 us of CPU, so the network's latency is the bound: 5,000 keys wait keys x latency /
+# concurrency, 0.8 s at 10 ms over 64 connections (1.6 s over 32). A database that finds it too
+# much answers 429, and is backed off from (RetryPolicy).
+DEFAULT_CONCURRENCY = 64
 
 
 class UsageError(Exception):
@@ -336,7 +337,15 @@ def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress,
     # every key again: it proves PostgreSQL holds the records as the load read them. Changes made
     # to the store after that read are the next delta run's (the runbook's last one runs frozen).
     with Snapshot() if store_kind(options.source) == "replit" else contextlib.nullcontext() as snapshot:
-        _pass("load", load, options, ctx, counts, progress, run, seen=seen, snapshot=snapshot, moved=moved)
+        # Verify's decoding and transforms of a batch run during the load, while the next batch is
+        # on the network (EarlyVerify); to know what the load moves, it needs the fingerprints
+        # looked up in that thread.
+        early = None
+        if snapshot is not None and (moved is None or look_up):
+            early = EarlyVerify(ctx, everything=moved is None)
+            load = (early.load_step(load[0]), load[1])
+        _pass("load", load, options, ctx, counts, progress, run, seen=seen, snapshot=snapshot, moved=moved,
+              early=early)  # fmt: skip
         report_gone(seen, counts)
         if counts.total("created") or counts.total("updated"):  # a delta run that moved nothing: no writes
             started = time.monotonic()
@@ -344,7 +353,70 @@ def _stages(options: Options, ctx: Context, counts: Counts, progress: _Progress,
             counts.seconds["analyze"] = time.monotonic() - started
         # After a load, verify adds its outcomes; what was read, skipped or quarantined is the load's.
         _pass("verify", verify, options, ctx, counts, progress, run, keep=("verified", "mismatched"),
-              replay=snapshot, only=moved)  # fmt: skip
+              replay=snapshot, only=moved, early=early)  # fmt: skip
+
+
+class EarlyVerify:
+    """Verify's pure work on the load's batches, done while the load waits for the network.
+
+    Over a Replit Database the load's second thread spends much of its time waiting for the next
+    batch's GETs. After it has handed batch n to the writer, it decodes and transforms, for
+    verify, the records of batch n that the verify pass will compare (those the load moves, or
+    every record when everything is to be verified), from the same bytes (`prepare_verify`: its
+    own records, independent of the load's, which the load seals and encrypts). The verify pass
+    then only compares with PostgreSQL. A delta run that moves nothing prepares nothing. At most
+    `max_records` records or `max_chars` characters of values are kept (a Replit Database holds at
+    most 5,000 keys): past that, verify replays the rest of the snapshot and prepares it then.
+    """
+
+    def __init__(
+        self, ctx: Context, *, everything: bool, max_records: int = 5_000, max_chars: int = 16_000_000
+    ) -> None:
+        self.ctx = ctx
+        self.everything = everything  # else only the records the load moves
+        self.max_records, self.max_chars = max_records, max_chars
+        self.ready: list[Prepared] = []  # prepared for verify, in the load's order
+        self.complete = True  # every batch the load read went through `preparing`
+        self.batches_seen = 0
+        self._records = self._chars = 0
+        self._last: Prepared | None = None
+
+    def load_step(self, prepare: Callable[..., Prepared]) -> Callable[..., Prepared]:
+        """The load's prepare, remembering its result for `preparing` (same thread, in turn)."""
+
+        def step(items, ctx: Context) -> Prepared:
+            self._last = prepare(items, ctx)
+            return self._last
+
+        return step
+
+    def preparing(self, batches):
+        """Pass the load's batches through; each is prepared for verify once the load has taken it."""
+        for batch in batches:
+            self._last = None
+            yield batch
+            if not self.complete:
+                continue
+            if self.everything:
+                items = batch
+            else:
+                moving = {hash(rec.key) for rec in self._last.recs if rec.todo} if self._last else set()
+                items = [item for item in batch if hash(item[0]) in moving]
+            self._records += len(items)
+            self._chars += sum(len(raw) for _, raw in items)
+            if self._records > self.max_records or self._chars > self.max_chars:
+                self.complete = False  # this batch and the next ones: replayed from the snapshot
+                continue
+            if items:
+                self.ready.append(prepare_verify(items, self.ctx))
+            self.batches_seen += 1
+
+    def batches(self, snapshot: Snapshot):
+        """For the verify pass: the prepared batches, then the snapshot's other batches (raw)."""
+        while self.ready:
+            yield self.ready.pop(0)  # each let go once compared
+        if not self.complete:
+            yield from snapshot.replay(start=self.batches_seen)
 
 
 def _verified_before(run: MigrationRun | None) -> bool:
@@ -405,25 +477,36 @@ def _pass(
     replay: Snapshot | None = None,
     moved: set[int] | None = None,
     only: set[int] | None = None,
+    early: EarlyVerify | None = None,
 ) -> None:
     """One pass over the store: a second thread reads and prepares batch n+1 while n is written.
 
     `snapshot` records what the pass reads; `replay` makes the pass read such a record instead of
     the store. `moved` collects a hash of each key the pass moved (created or updated); `only`
-    limits the pass to the keys of such a set.
+    limits the pass to the keys of such a set. `early`: the load prepares its batches for verify
+    too, and the verify pass takes them from there.
     """
     prepare, apply = steps
     started = time.monotonic()
     try:
         with contextlib.nullcontext() if replay is not None else _open(options) as source:
-            batches = replay.replay() if replay is not None else source.iter_batches(options.batch_size)
+            if replay is not None:
+                batches = early.batches(replay) if early is not None else replay.replay()
+            else:
+                batches = source.iter_batches(options.batch_size)
             if snapshot is not None:
                 batches = snapshot.recording(batches)
+                if early is not None:
+                    batches = early.preparing(batches)
             if seen is not None:
                 batches = _remembering(batches, seen)
             if only is not None:
                 batches = _limited(batches, only)
-            for prepared in ahead(lambda items: prepare(items, ctx), batches):
+
+            def prepared_of(items):
+                return items if isinstance(items, Prepared) else prepare(items, ctx)
+
+            for prepared in ahead(prepared_of, batches):
                 batch = apply(prepared, ctx)
                 if moved is not None:
                     moved.update(hash(rec.key) for rec in prepared.recs if rec.todo)
@@ -449,8 +532,12 @@ def _open(options: Options):
 
 
 def _limited(batches, keys: set[int]):
-    """The batches' items whose key hash is in `keys` (empty batches dropped)."""
+    """The batches' items whose key hash is in `keys` (empty batches dropped; prepared ones, which
+    EarlyVerify limited already, pass as they are)."""
     for batch in batches:
+        if isinstance(batch, Prepared):
+            yield batch
+            continue
         kept = [item for item in batch if hash(item[0]) in keys]
         if kept:
             yield kept

@@ -79,3 +79,40 @@ def test_revoking_in_the_admin_goes_through_the_service(user, staff_user):
     response = admin.post(f"/admin/accounts/apitoken/{token_id}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert _client(key).get("/api/me/").status_code == 401
+
+
+def test_a_warm_read_builds_no_sql_for_its_user(user, monkeypatch):
+    """Not even a query that cachalot would answer: compiling one was 43% of a warm read's CPU."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    client = _client(issue_api_token(user=user))
+    assert client.get("/api/me/").status_code == 200
+    compiled = []
+    original = SQLCompiler.as_sql
+    monkeypatch.setattr(
+        SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or original(self, *a, **k)
+    )
+    assert client.get("/api/me/").status_code == 200
+    assert compiled == []
+
+
+def test_a_change_to_users_in_raw_sql_is_seen_on_the_next_request(user):
+    """The remembered row lives while cachalot's stamp of `users` is unchanged: any write moves it."""
+    client = _client(issue_api_token(user=user))
+    assert client.get("/api/me/").json()["email"] == user.email
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE users SET email = %s WHERE id = %s", ["renamed@example.com", user.pk])
+    assert client.get("/api/me/").json()["email"] == "renamed@example.com"
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE users SET is_active = false WHERE id = %s", [user.pk])
+    assert client.get("/api/me/").status_code == 401
+
+
+def test_each_request_gets_its_own_user_instance(user):
+    from accounts.selectors import active_user
+
+    first = active_user(user.pk)
+    first.email = "changed-in-memory@example.com"
+    second = active_user(user.pk)
+    assert second is not first and second.email == user.email
+    assert second._state.adding is False and second._state.db == "default"

@@ -17,6 +17,25 @@ def test_balance_and_totals(user, user_client):
     assert (body["balance"], body["total_purchased"]) == (300, 300)
 
 
+def test_balance_body_is_the_serializers_for_each_caller(user, user_client, staff_user):
+    """The view shares one serializer between requests: each caller still gets exactly what a
+    fresh BalanceSerializer gives for their own balance (holds and a last update included)."""
+    from rest_framework.test import APIClient
+
+    from credits import selectors
+    from credits.serializers import BalanceSerializer
+
+    services.grant(user=user, amount=120, kind="purchase", reason="pack")
+    services.open_hold(user=user, amount=20, idempotency_key="h")
+    staff_client = APIClient()
+    staff_client.force_authenticate(staff_user)
+    for who, client in [(user, user_client), (staff_user, staff_client), (user, user_client)]:
+        expected = BalanceSerializer(selectors.balance_from_database(user_id=who.pk)).data
+        assert client.get("/api/credits/").json() == dict(expected)
+    assert user_client.get("/api/credits/").json()["available"] == 100
+    assert staff_client.get("/api/credits/").json()["balance"] == 0
+
+
 def test_anonymous_is_refused(api_client):
     for method, url in [
         ("get", "/api/credits/"),

@@ -42,6 +42,23 @@ def test_local_memory_cache_holds_a_balance_per_user_for_many_users():
         cache.clear()
 
 
+def test_local_memory_cache_holds_every_entry_of_10000_active_users():
+    """bench/http_balance.py's realistic pattern: 10,000 users, each with a balance entry, a
+    credential entry (token -> user id) and cachalot's cached user row in every worker. None may
+    be culled, or the steady-state hit rate falls with the number of users."""
+    config = cache_from_url(environ.Env(), f"locmemcache://test-{uuid.uuid4().hex}")
+    cache = CountingLocMemCache(config["LOCATION"], {"OPTIONS": config["OPTIONS"]})
+    users = range(10_000)
+    families = ["credits:balance:{}", "auth:credential:{:040x}", "cachalot-user-row-{}"]
+    keys = [family.format(user) for user in users for family in families]
+    try:
+        for start in range(0, len(keys), 1000):  # filled as requests fill it, a few at a time
+            cache.set_many({key: (1, 0, 0, False, None, 0) for key in keys[start : start + 1000]})
+        assert len(cache.get_many(keys)) == len(keys) == 30_000
+    finally:
+        cache.clear()
+
+
 def test_cache_url_may_set_its_own_limit_and_redis_gets_none():
     assert cache_from_url(environ.Env(), "locmemcache://x?max_entries=500")["OPTIONS"]["MAX_ENTRIES"] == 500
     assert "MAX_ENTRIES" not in cache_from_url(environ.Env(), REDIS_URL).get("OPTIONS", {})

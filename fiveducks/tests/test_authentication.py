@@ -105,8 +105,9 @@ def test_certificates_are_cached_as_cache_control_allows(anonymous, firebase_cer
 def test_certificates_without_max_age_are_fetched_again(anonymous, firebase_certs):
     firebase_certs.max_age = 0
     UserFactory(firebase_uid="uid-hal")
-    for _ in range(2):
-        assert anonymous.get(CREDITS, **bearer(firebase_certs.mint(uid="uid-hal"))).status_code == 200
+    for n in range(2):  # two tokens: one token's second use would not verify it again (cached)
+        token = firebase_certs.mint(uid="uid-hal", issued_ago=n)
+        assert anonymous.get(CREDITS, **bearer(token)).status_code == 200
     assert firebase_certs.fetches == 2
 
 

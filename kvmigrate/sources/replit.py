@@ -11,20 +11,42 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus, unquote, unquote_to_bytes, urlencode, urlsplit
 
 import urllib3
 
 from .base import Counters, Item, RawItem, Source, SourceError, Writer, mask_url
 
+if TYPE_CHECKING:
+    from .replit_gets import FastGets
+
 DEFAULT_URL_FILE = "/tmp/replitdb"  # where Replit itself writes the current URL  # noqa: S108
 URL_ENV = "REPLIT_DB_URL"
 MAX_KEY_BYTES = 1_000
 MAX_VALUE_BYTES = 5 * 1024 * 1024
+
+# The answers worth another try: urllib3's policy retries them, and a fast try that got one is spent.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A key the fast first try (`replit_gets`) could not read: `status` (an answer) or `error`.
+
+    `spent` tells whether it counts as a try of the retry policy (a retryable status, a timeout,
+    a connection error) or not (a refusal or an odd answer the urllib3 client asks again).
+    """
+
+    status: int | None = None
+    error: str | None = None  # "timeout", "connection", "framing"
+    retry_after: str | None = None
+    spent: bool = True
 
 
 def resolve_url(url: str | None = None, *, url_file: str | os.PathLike = DEFAULT_URL_FILE) -> tuple[str, str]:
@@ -124,8 +146,6 @@ _TOKEN_PATH = re.compile(r"/v0/[^/?#\s'\"]+")
 for _name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry", "urllib3.response"):
     logging.getLogger(_name).addFilter(_HideTokens())
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
-
 
 class _Client:
     """One connection pool to the database (keep-alive, `pool_size` connections), used by reader
@@ -191,10 +211,16 @@ class _Client:
         query: str = "",
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
+        first: Miss | None = None,
     ) -> urllib3.BaseHTTPResponse:
-        """The response (2xx/3xx or 404) after retries; SourceError when it cannot get one."""
+        """The response (2xx/3xx or 404) after retries; SourceError when it cannot get one.
+
+        `first`: how the fast reader's try of this request failed; when it `spent` a try, the
+        retries here are one fewer, so the policy's number of tries holds in all.
+        """
         tries = self.policy.tries
         refreshed = False
+        retry = self._retry if first is None or not first.spent else self._after(method, first)
         while True:
             used = self.url
             pool, path = self._pool_for(used)
@@ -208,7 +234,7 @@ class _Client:
                     path,
                     body=body,
                     headers=headers,
-                    retries=self._retry,
+                    retries=retry,
                     timeout=self._timeout,
                     redirect=False,
                     preload_content=True,
@@ -228,7 +254,7 @@ class _Client:
                 return resp
             if status in (401, 403):
                 if not refreshed and self._refresh_url(used):
-                    refreshed = True
+                    refreshed, retry = True, self._retry
                     continue
                 raise SourceError(
                     f"{what}: the database refused the URL (HTTP {status}) at {self.masked}; "
@@ -241,8 +267,38 @@ class _Client:
                 f"{what}: unexpected HTTP {status} from {self.masked}" + (f": {detail}" if detail else "")
             )
 
+    def _after(self, method: str, first: Miss) -> _Retry:
+        """The retry state after the fast reader's failed try: one try spent, in its history.
+
+        urllib3 counts that try among the retries (so the `retries` counter and the "gave up after
+        N tries" stay true), backs off from the second failure as usual, and a Retry-After the
+        failed answer sent is waited for here, as urllib3 would have.
+        """
+        from urllib3.util.retry import RequestHistory
+
+        left = self._retry.total - 1
+        if left < 0:  # a policy of one try: that was it
+            cause, tries = _first_cause(first), self.policy.tries
+            raise SourceError(f"reading a key: gave up after {tries} tries ({cause}) at {self.masked}")
+        if first.retry_after is not None and first.status in (413, 429, 503):
+            try:
+                wait = self._retry.parse_retry_after(first.retry_after)
+            except urllib3.exceptions.InvalidHeader:
+                wait = 0.0
+            time.sleep(min(max(wait, 0.0), self._retry.max_retry_after))
+        history = (RequestHistory(method, None, None, first.status, None),)
+        return self._retry.new(total=left, history=history)
+
     def close(self) -> None:
         self.pool.clear()
+
+
+def _first_cause(first: Miss) -> str:
+    """Why the fast reader's try failed, as `_reason` says it for urllib3's."""
+    if first.status:
+        return f"HTTP {first.status}"
+    causes = {"timeout": "timed out", "framing": "an answer it cannot read"}
+    return causes.get(first.error or "", "connection failed")
 
 
 def _reason(reason: BaseException | None) -> str:
@@ -308,9 +364,12 @@ class ReplitSource(Source):
     def count_estimate(self) -> int | None:
         return len(self._list_lines(None))
 
-    def get_raw(self, key: str | bytes) -> bytes | None:
-        """The stored value of `key` byte for byte (the body of GET), or None when it does not exist."""
-        resp = self._client.request("GET", key, f"reading key {key!r}")
+    def get_raw(self, key: str | bytes, first: Miss | None = None) -> bytes | None:
+        """The stored value of `key` byte for byte (the body of GET), or None when it does not exist.
+
+        `first`: the fast reader's failed try of this key (see `_Client.request`).
+        """
+        resp = self._client.request("GET", key, f"reading key {key!r}", first=first)
         if resp.status == 404:
             self.counters.add("vanished")
             return None
@@ -319,51 +378,91 @@ class ReplitSource(Source):
 
     def get(self, key: str) -> str | None:
         """The raw stored string of `key`, or None when it does not exist."""
-        raw = self.get_raw(key)
-        # The stored string is UTF-8; never guess a charset from the headers.
-        return None if raw is None else raw.decode("utf-8", errors="backslashreplace")
+        return _decoded(self.get_raw(key))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         """The raw values of `keys` that exist, fetched concurrently."""
         keys = list(dict.fromkeys(keys))
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="replit-get") as pool:
-            values = list(pool.map(self.get, keys))
-        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+        fast = self._fast()
+        try:
+            values = self._settle(keys, fast.submit(self._client.url, keys))
+        finally:
+            fast.close()
+        return {k: _decoded(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
     def iter_batches(self, batch_size: int = 500) -> Iterator[list[Item]]:
-        return self._iter(self.list_keys(), self.get, batch_size)
+        for batch in self._iter(self.list_keys(), batch_size):
+            yield [(key, _decoded(value)) for key, value in batch]
 
     def iter_raw_batches(self, batch_size: int = 500) -> Iterator[list[RawItem]]:
-        return self._iter(self.list_raw_keys(), self.get_raw, batch_size)
+        return self._iter(self.list_raw_keys(), batch_size)
 
-    def _iter(self, keys: list, fetch, batch_size: int) -> Iterator[list]:
+    def _fast(self) -> FastGets:
+        # Imported here: aiohttp takes 85 ms of CPU to import, which only a read of a Replit store
+        # (not `--help`, a dump or Redis) should pay.
+        from .replit_gets import FastGets
+
+        policy = self._client.policy
+        return FastGets(
+            concurrency=self.concurrency,
+            connect_timeout=policy.connect_timeout,
+            read_timeout=policy.read_timeout,
+        )
+
+    def _iter(self, keys: list, batch_size: int) -> Iterator[list]:
+        """(key, bytes) batches; a batch's GETs are in flight while the caller works on the one before."""
         batch_size = max(1, batch_size)
         self.counters.add("listed", len(keys))
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="replit-get")
+        fast = self._fast()
         try:
             chunks = (keys[i : i + batch_size] for i in range(0, len(keys), batch_size))
             pending = None
-            # One batch is fetched ahead while the caller works on the previous one.
             for chunk in chunks:
-                submitted = [(k, pool.submit(fetch, k)) for k in chunk]
+                submitted = (chunk, fast.submit(self._client.url, chunk))
                 if pending is not None:
-                    batch = _collect(pending)
+                    batch = self._collect(*pending)
                     if batch:
                         yield batch
                 pending = submitted
             if pending is not None:
-                batch = _collect(pending)
+                batch = self._collect(*pending)
                 if batch:
                     yield batch
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            fast.close()
+
+    def _collect(self, keys: list, future: Future) -> list:
+        return [(k, v) for k, v in zip(keys, self._settle(keys, future), strict=True) if v is not None]
+
+    def _settle(self, keys: list, future: Future) -> list[bytes | None]:
+        """The fast reader's results, its misses read again through urllib3 (retries, token re-read)."""
+        results = future.result()
+        fetched = vanished = 0
+        misses = []
+        for i, result in enumerate(results):
+            if isinstance(result, Miss):
+                misses.append(i)
+            elif result is None:
+                vanished += 1
+            else:
+                fetched += 1
+        self.counters.add("fetched", fetched)
+        self.counters.add("vanished", vanished)
+        if misses:
+            workers = min(self.concurrency, len(misses))
+            with ThreadPoolExecutor(workers, thread_name_prefix="replit-get") as pool:
+                again = pool.map(lambda i: self.get_raw(keys[i], results[i]), misses)
+                for i, value in zip(misses, again, strict=True):
+                    results[i] = value
+        return results
 
     def close(self) -> None:
         self._client.close()
 
 
-def _collect(pending: list[tuple[str, Future]]) -> list[Item]:
-    return [(k, v) for k, f in pending if (v := f.result()) is not None]
+def _decoded(raw: bytes | None) -> str | None:
+    # The stored string is UTF-8; never guess a charset from the headers.
+    return None if raw is None else raw.decode("utf-8", errors="backslashreplace")
 
 
 class ReplitWriter(Writer):

@@ -33,12 +33,14 @@ class Snapshot:
             self.items += len(batch)
             yield batch
 
-    def replay(self) -> Iterator[list[Item]]:
-        """The recorded batches, in the order they were read."""
+    def replay(self, start: int = 0) -> Iterator[list[Item]]:
+        """The recorded batches, in the order they were read, from the `start`-th on."""
         self._file.flush()
         self._file.seek(0)
-        for _ in range(self.batches):
-            yield marshal.load(self._file)  # noqa: S302 - our own private file, written just before
+        for index in range(self.batches):
+            batch = marshal.load(self._file)  # noqa: S302 - our own private file, written just before
+            if index >= start:
+                yield batch
 
     def close(self) -> None:
         self._file.close()

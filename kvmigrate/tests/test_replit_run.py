@@ -123,3 +123,53 @@ def test_everything_is_verified_again_when_the_last_run_did_not_verify_cleanly(r
         first.save(update_fields=["counts"])
     kvmigrate("--source", url)
     assert _verified(MigrationRun.objects.latest("pk")) == _verified(first)
+
+
+def _outcomes(run: MigrationRun) -> dict:
+    return {domain: dict(sorted(c.items())) for domain, c in sorted(run.counts.items())}
+
+
+@pytest.mark.django_db(transaction=True)  # the load's second thread looks fingerprints up: committed rows
+@pytest.mark.parametrize("cap", [None, 30])
+def test_verify_prepared_during_the_load_still_reads_postgresql_after_it(replit, monkeypatch, cap):
+    """Verify's transforms run during the load (EarlyVerify): the comparison still reads PostgreSQL
+    after the load, so a row changed between the two is a mismatch; past the cap, the rest of the
+    snapshot is replayed and prepared by the verify pass itself, with the same outcome."""
+    from credits.models import CreditAccount
+    from kvmigrate import services
+
+    url, _, users_csv = replit
+    kvmigrate("--source", str(_empty(users_csv)), "--users-from", str(users_csv))  # users only, verified
+    if cap is not None:
+        limits = {"max_records": cap, "max_chars": 10**9}
+        monkeypatch.setattr(services.EarlyVerify.__init__, "__kwdefaults__", limits)
+    seen: list[services.EarlyVerify] = []
+    real = services.EarlyVerify.batches
+
+    def batches(self, snapshot):
+        seen.append(self)
+        return real(self, snapshot)
+
+    monkeypatch.setattr(services.EarlyVerify, "batches", batches)
+    tampered: list[int] = []
+
+    def analyze_then_tamper():  # between the load and the verify pass
+        account = CreditAccount.objects.order_by("user_id").first()
+        CreditAccount.objects.filter(pk=account.pk).update(balance=account.balance + 1)
+        tampered.append(account.user_id)
+
+    monkeypatch.setattr(services, "analyze_targets", analyze_then_tamper)
+    code, out = kvmigrate("--source", url, "--batch-size", "20")
+    run = MigrationRun.objects.latest("pk")
+    assert code == 3, out
+    assert tampered and seen and seen[0].everything is False  # the bulk run verified what it moved
+    assert seen[0].complete is (cap is None)
+    assert sum(c["mismatched"] for c in run.counts.values()) == run.counts["credits"]["mismatched"] == 1, out
+    moved = sum(c["created"] for c in run.counts.values())
+    assert sum(c["verified"] + c["mismatched"] for c in run.counts.values()) == moved
+
+
+def _empty(users_csv):
+    path = users_csv.parent / "empty.jsonl"
+    path.write_text("")
+    return path
