@@ -755,6 +755,15 @@ def measure(args: argparse.Namespace) -> Measured:
     call_command("migrate", verbosity=0)
     if created:
         print(f"created database {connection.settings_dict['NAME']}", file=sys.stderr)
+    # As a serving process runs (fivedocks/wsgi.py): its cache listener connected, so what it may
+    # keep locally (balances, the write freeze) is kept; without one every write reads the freeze.
+    from fivedocks import coherence
+
+    listener = coherence.start_listener()
+    if listener is not None:
+        deadline = time.monotonic() + 10
+        while not listener.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     bench = Bench(
         reads=reads,
@@ -780,6 +789,7 @@ def measure(args: argparse.Namespace) -> Measured:
     finally:
         bench.remove_bench_rows()
         connection.close()
+        coherence.stop_listener()
 
     if args.out:
         out = Path(args.out)

@@ -1,6 +1,8 @@
 from django.db import transaction
 
 from cutover.models import Domain, WriteFreeze
+from cutover.selectors import freeze_cache_key
+from fivedocks import coherence
 from fivedocks.errors import DomainError
 
 
@@ -13,4 +15,6 @@ def set_freeze(*, domain: str, frozen: bool, reason: str = "", retry_after_secon
         row.reason = reason
         row.retry_after_seconds = retry_after_seconds
         row.save()
+        # Every serving process forgets its remembered answer when this commits.
+        coherence.evict_on_commit(freeze_cache_key(domain))
     return row

@@ -318,6 +318,16 @@ def usable() -> bool:
     return listener is None or listener.connected
 
 
+def listening() -> bool:
+    """Is this process told of every committed change now (its listener started and connected)?
+
+    Stricter than `usable()`: a process that never started a listener (a management command)
+    hears nothing, so state that must be seen at once (a write freeze) is never kept locally there.
+    """
+    listener = _listener
+    return listener is not None and listener.connected
+
+
 def fill_token(key: str) -> tuple[int, int] | None:
     """Taken before reading the database for `key`; None when the cache must not be used."""
     if not usable():

@@ -22,7 +22,7 @@ import pytest
 import requests
 import stripe
 
-from tests.liveserver import LiveServer, _connection_kwargs, free_port, gunicorn, seeded_database
+from tests.liveserver import LiveServer, _connection_kwargs, free_port, gunicorn, manage, seeded_database
 
 pytestmark = pytest.mark.live
 
@@ -294,3 +294,57 @@ def test_cache_outage_costs_speed_not_answers(coherence_db):
             response = requests.get(f"{server.url}{path}", headers=auth, timeout=10)
             assert response.status_code < 500, (path, response.status_code, response.text[:200])
     assert "Traceback" not in server.log_path.read_text()
+
+
+def _deduct_status(server: LiveServer, token: str) -> tuple[str, int]:
+    response = requests.post(
+        f"{server.url}/api/credits/deduct/",
+        json={"operation": "company_search", "idempotency_key": uuid.uuid4().hex},
+        headers={"Authorization": f"Token {token}"},
+        timeout=10,
+    )
+    assert response.status_code in (200, 503), response.text
+    return response.headers["X-Served-By"], response.status_code
+
+
+def _deduct_burst(server: LiveServer, token: str, n: int = 16) -> list[tuple[str, int]]:
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(lambda _: _deduct_status(server, token), range(n)))
+
+
+def _set_freeze(server: LiveServer, frozen: bool) -> None:
+    """From another process, through the service, as the admin switch does."""
+    code = (
+        "from cutover.services import set_freeze; "
+        f"set_freeze(domain='credits', frozen={frozen}, reason='coherence test')"
+    )
+    manage(server.env, "shell", "-c", code)
+
+
+def test_a_write_freeze_reaches_every_worker(four_workers: LiveServer):
+    """Each worker remembers "credits is not frozen" (deductions warm it); a freeze set by another
+    process is obeyed by every worker on its next write, and lifting it likewise."""
+    token = four_workers.seed["member"]["token"]
+    served: dict[str, int] = {}
+    deadline = time.monotonic() + WARM_BOUND
+    while len(served) < 4 or min(served.values()) < 2:
+        assert time.monotonic() < deadline, f"deductions reached {served}"
+        for worker, status in _deduct_burst(four_workers, token):
+            assert status == 200
+            served[worker] = served.get(worker, 0) + 1
+    _set_freeze(four_workers, True)
+    try:
+        refused: set[str] = set()
+        deadline = time.monotonic() + STALE_BOUND
+        while len(refused) < 4:
+            assert time.monotonic() < deadline, f"after {STALE_BOUND}s only {refused} refuse writes"
+            for worker, status in _deduct_burst(four_workers, token):
+                assert status == 503, f"worker {worker} took a write after the freeze committed"
+                refused.add(worker)
+    finally:
+        _set_freeze(four_workers, False)
+    accepted: set[str] = set()
+    deadline = time.monotonic() + STALE_BOUND
+    while len(accepted) < 4:
+        assert time.monotonic() < deadline, f"after the freeze was lifted only {accepted} take writes"
+        accepted |= {worker for worker, status in _deduct_burst(four_workers, token) if status == 200}

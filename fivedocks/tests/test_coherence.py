@@ -306,3 +306,42 @@ def test_a_rolled_back_marker_is_never_sent(listening):
         raise RuntimeError("rolled back")
     assert heard(listening) == []
     assert cache.get("fd:wrote:9") is None
+
+
+def test_a_listening_process_remembers_the_write_freeze_until_told(running_listener):
+    """A serving process asks the freeze table once, not before every write; a freeze committed
+    by another process reaches it through the listener, and then every write is refused."""
+    from django.test.utils import CaptureQueriesContext
+
+    from cutover.selectors import freeze_cache_key
+    from fivedocks.errors import WritesFrozen
+
+    user = UserFactory()
+    credits.grant(user=user, amount=100, kind="purchase", reason="test")
+    credits.deduct(user=user, operation="company_search", idempotency_key="freeze:1")
+    with CaptureQueriesContext(connection) as queries:
+        credits.deduct(user=user, operation="company_search", idempotency_key="freeze:2")
+    assert not [q for q in queries.captured_queries if "cutover_write_freezes" in q["sql"]]
+    # Another process freezes credits: its commit notifies (set_freeze's evict_on_commit).
+    with psycopg.connect(**coherence.listener_connection_kwargs(), autocommit=True) as other:
+        other.execute(
+            "INSERT INTO cutover_write_freezes (domain, frozen, reason, retry_after_seconds, updated_at) "
+            "VALUES ('credits', true, 'final delta run', 20, now())"
+        )
+    _notify({"k": [freeze_cache_key("credits")]})
+    wait_for(lambda: cache.get(freeze_cache_key("credits"), "gone") == "gone")
+    with pytest.raises(WritesFrozen):
+        credits.deduct(user=user, operation="company_search", idempotency_key="freeze:3")
+
+
+def test_without_a_listener_every_write_reads_the_freeze(db):
+    """A management command hears no notification: it must never trust a remembered answer."""
+    from django.test.utils import CaptureQueriesContext
+
+    assert not coherence.listening()
+    user = UserFactory()
+    credits.grant(user=user, amount=100, kind="purchase", reason="test")
+    for n in range(2):
+        with CaptureQueriesContext(connection) as queries:
+            credits.deduct(user=user, operation="company_search", idempotency_key=f"nolisten:{n}")
+        assert [q for q in queries.captured_queries if "cutover_write_freezes" in q["sql"]]
