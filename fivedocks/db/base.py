@@ -12,6 +12,7 @@ from django.db.backends.postgresql import base
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from fivedocks import coherence
+from fivedocks.db.introspection import DatabaseIntrospection
 
 coherence.install_cachalot_hook()
 
@@ -44,6 +45,7 @@ class BroadcastingCursorDebugWrapper(_AfterStatement, CursorDebugWrapper):
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _coherence_pending = None
+    introspection_class = DatabaseIntrospection  # the models' table names built once (see there)
 
     def make_cursor(self, cursor):
         return BroadcastingCursorWrapper(cursor, self)
