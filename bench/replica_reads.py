@@ -57,8 +57,8 @@ def _seed(plan: Plan) -> list[str]:
     """Users with tokens and `plan.entries` ledger rows each; returns the token keys."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
 
+    from accounts.services import issue_api_token
     from credits import services
 
     call_command("migrate", verbosity=0)
@@ -69,7 +69,7 @@ def _seed(plan: Plan) -> list[str]:
         services.grant(user=user, amount=100_000, kind="purchase", reason="bench: opening")
         for i in range(plan.entries - 1):
             services.deduct(user=user, operation="company_search", idempotency_key=f"bench-{n}-{i}")
-        keys.append(Token.objects.create(user=user).key)
+        keys.append(issue_api_token(user=user))  # the hashed API keys (issue 17)
     return keys
 
 
