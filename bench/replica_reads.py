@@ -33,7 +33,6 @@ from bench.http_balance import Load, Server, _base_env, _load, _wrk
 
 DATABASE = "fd_bench_replica"
 PATH = "/api/credits/transactions/"
-LEDGER = '%FROM "credit_transactions"%'
 
 
 @dataclass(frozen=True)
@@ -73,20 +72,14 @@ def _seed(plan: Plan) -> list[str]:
     return keys
 
 
-def _ledger_calls(server) -> int:
-    with server.connect(DATABASE) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
-            " WHERE d.datname = %s AND s.query LIKE %s",
-            [DATABASE, LEDGER],
-        ).fetchone()
-    return int(row[0])
-
-
 def run(quick: bool) -> list[Result]:
     from cryptography.fernet import Fernet
 
-    from tests.pgcluster import replicated_cluster
+    from tests.pgcluster import ledger_reads, replicated_cluster
+
+    def ledger_calls(server) -> int:
+        with server.connect(DATABASE) as conn:
+            return ledger_reads(conn, DATABASE)
 
     plan = QUICK if quick else FULL
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -132,11 +125,11 @@ def run(quick: bool) -> list[Result]:
                 for n in range(plan.rounds):
                     order = list(servers) if n % 2 == 0 else list(reversed(servers))
                     for name in order:
-                        before = (_ledger_calls(cluster.primary), _ledger_calls(cluster.replica))
+                        before = (ledger_calls(cluster.primary), ledger_calls(cluster.replica))
                         loads[name].add(_load(servers[name].base + PATH, tokens, seconds, workdir))
                         if name == "primary + replica":
-                            share["primary"] += _ledger_calls(cluster.primary) - before[0]
-                            share["replica"] += _ledger_calls(cluster.replica) - before[1]
+                            share["primary"] += ledger_calls(cluster.primary) - before[0]
+                            share["replica"] += ledger_calls(cluster.replica) - before[1]
             alone_load, paired_load = loads["primary only"], loads["primary + replica"]
             for name, load in loads.items():
                 log(f"{name}: {load.summary()}")

@@ -171,6 +171,20 @@ class ReplicatedCluster:
             conn.execute("SELECT pg_wal_replay_resume()")
 
 
+# The ledger page's query, as pg_stat_statements normalises it: which server answered it.
+LEDGER_QUERY = '%FROM "credit_transactions"%'
+
+
+def ledger_reads(conn: psycopg.Connection, database: str) -> int:
+    """How many times this server ran the ledger's query in `database` (pg_stat_statements)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+        " WHERE d.datname = %s AND s.query LIKE %s",
+        [database, LEDGER_QUERY],
+    ).fetchone()
+    return int(row[0])
+
+
 @contextmanager
 def replicated_cluster() -> Iterator[ReplicatedCluster]:
     """A fresh primary and its streaming replica; both stopped and deleted afterwards."""

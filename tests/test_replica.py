@@ -16,17 +16,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import requests
 
 from tests.liveserver import OUTPUT, LiveServer, gunicorn, manage, production_env, run_seed
-from tests.pgcluster import ReplicatedCluster, replicated_cluster
+from tests.pgcluster import ReplicatedCluster, ledger_reads, replicated_cluster
 
 pytestmark = [pytest.mark.replica, pytest.mark.live]
 
 DATABASE = "fd_replica_e2e"
-LEDGER = '%FROM "credit_transactions"%'
 REDIS_CACHE = "redis://127.0.0.1:6379/12"
 
 
@@ -89,15 +87,6 @@ def tolerant(cluster: ReplicatedCluster, prepared: dict) -> Iterator[LiveServer]
         yield server
 
 
-def _ledger_reads(conn: psycopg.Connection) -> int:
-    row = conn.execute(
-        "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
-        " WHERE d.datname = %s AND s.query LIKE %s",
-        [DATABASE, LEDGER],
-    ).fetchone()
-    return int(row[0])
-
-
 class Counts:
     """Ledger queries each server has executed since the last `take()`."""
 
@@ -108,7 +97,7 @@ class Counts:
 
     def take(self) -> tuple[int, int]:
         with self.cluster.primary.connect(DATABASE) as p, self.cluster.replica.connect(DATABASE) as r:
-            primary, replica = _ledger_reads(p), _ledger_reads(r)
+            primary, replica = ledger_reads(p, DATABASE), ledger_reads(r, DATABASE)
         delta = (primary - self.primary, replica - self.replica)
         self.primary, self.replica = primary, replica
         return delta

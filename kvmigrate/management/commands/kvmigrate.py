@@ -81,6 +81,8 @@ class Command(BaseCommand):
         # A run allocates a batch's records, rows and plans by the hundred thousand, nearly none
         # of them in reference cycles: the cyclic GC's default first threshold (700 allocations)
         # had it walk them again and again. Collections stay on, only rarer.
+        # Restored after: tests and `call_command` run it inside a longer-lived process.
+        thresholds = gc.get_threshold()
         gc.set_threshold(50_000, 20, 20)
         try:
             result = services.execute(options)
@@ -90,6 +92,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=services.EXIT_FAILED) from None
         except KeyboardInterrupt:
             raise CommandError("interrupted; re-run to complete (whole batches were kept)") from None
+        finally:
+            gc.set_threshold(*thresholds)
         self.stdout.write(report.table(result.counts))
         if result.counts.seconds:
             self.stdout.write(
